@@ -1,0 +1,305 @@
+"""Configuration: one frozen value, built from keyword arguments or ``LOGOUT_*`` variables.
+
+Every setting has an environment variable of the same name in upper case with a
+``LOGOUT_`` prefix (``next_uri`` is ``LOGOUT_NEXT_URI``). Values are checked once,
+when the configuration is built, so a bad deployment fails at start-up with a
+:class:`ConfigError` that names the variable, never on the first logout.
+
+Example::
+
+    config = LogoutConfig(path="/auth/logout", redis_url="redis://localhost:6379/0")
+    config = LogoutConfig.from_env()            # reads os.environ
+    config = LogoutConfig.from_env({"LOGOUT_PATH": "/bye"})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+__all__ = ["ConfigError", "LogoutConfig"]
+
+OnGet = Literal["405", "confirm"]
+OnStoreError = Literal["fail", "succeed"]
+OnCheckError = Literal["allow", "deny"]
+SameSite = Literal["Strict", "Lax", "None"]
+
+#: RFC 6265 section 4.1.1 ``cookie-name`` is an RFC 2616 ``token``.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+#: A path we can compare and put in a ``Location`` or ``Set-Cookie`` header verbatim.
+_PATH = re.compile(r"/[!$&'()*+,\-./0-9:;=@A-Z_a-z~%]*\Z")
+_HOST = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+    r"(?::[0-9]{1,5})?\Z"
+)
+_ORIGIN = re.compile(
+    r"https?://[a-z0-9.\-]+(?::[0-9]{1,5})?\Z|https?://\[[0-9a-f:.]+\](?::[0-9]{1,5})?\Z"
+)
+
+#: Directives of the Clear-Site-Data header (W3C Clear Site Data, section 3.1).
+CLEAR_SITE_DATA_TYPES = frozenset(
+    {
+        "cache",
+        "cookies",
+        "storage",
+        "executionContexts",
+        "clientHints",
+        "prefetchCache",
+        "prerenderCache",
+        "*",
+    }
+)
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+class ConfigError(ValueError):
+    """A setting has an invalid value; the message names the ``LOGOUT_*`` variable.
+
+    Raised by :class:`LogoutConfig` (and so by both middlewares) at construction.
+    """
+
+
+#: Fields whose variable is not simply ``LOGOUT_`` + the upper-cased field name.
+_ENV_NAMES = {"on_get": "LOGOUT_GET"}
+
+
+def _env_name(name: str) -> str:
+    return _ENV_NAMES.get(name) or "LOGOUT_" + name.upper()
+
+
+def _fail(name: str, message: str) -> ConfigError:
+    return ConfigError(f"{_env_name(name)}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class LogoutConfig:
+    """Everything the middleware needs to know, checked once.
+
+    Build it with keyword arguments or with :meth:`from_env`. Sequences may be given as
+    any iterable of strings and are stored as tuples. All durations are in seconds,
+    all sizes in bytes.
+
+    :raises ConfigError: when any value is invalid; the message starts with the
+        name of the environment variable (for example ``LOGOUT_NEXT_URI: ...``).
+    """
+
+    # Each field's variable is LOGOUT_ + its name in upper case, except on_get (LOGOUT_GET).
+
+    #: ``LOGOUT_PATH``: the logout URI, relative to the app's mount point (ASGI
+    #: ``root_path``, WSGI ``SCRIPT_NAME``). Matched exactly.
+    path: str = "/logout"
+    #: ``LOGOUT_METHODS``: methods that log out. ``POST`` only by default, as Django's
+    #: ``LogoutView`` since 5.0 and Stormpath: a ``GET`` can be sent by a prefetch or a link.
+    methods: tuple[str, ...] = ("POST",)
+    #: ``LOGOUT_GET``: what a ``GET`` or ``HEAD`` to the logout URI gets: ``405`` (the
+    #: default) or ``confirm``, a small HTML page whose form POSTs back.
+    on_get: OnGet = "405"
+    #: ``LOGOUT_NEXT_PARAM``: the query or form parameter naming where to go after logout.
+    next_param: str = "next"
+    #: ``LOGOUT_NEXT_URI``: where to go when ``next`` is absent or unsafe (Stormpath's
+    #: ``nextUri``). A path such as ``/`` or an absolute http(s) URL.
+    next_uri: str = "/"
+    #: ``LOGOUT_ALLOWED_HOSTS``: other hosts ``next`` may name, besides the request's own.
+    #: ``host`` allows any port; ``host:port`` allows that port only. Exact match.
+    allowed_hosts: tuple[str, ...] = ()
+    #: ``LOGOUT_TRUSTED_ORIGINS``: origins (``https://app.example.com``) allowed to POST
+    #: to the logout URI cross-origin.
+    trusted_origins: tuple[str, ...] = ()
+    #: ``LOGOUT_COOKIES``: names of the cookies to expire. The session cookie is
+    #: always expired too.
+    cookies: tuple[str, ...] = ("session",)
+    #: ``LOGOUT_COOKIE_PATH``: the ``Path`` the cookies were set with (RFC 6265 5.2.4).
+    cookie_path: str = "/"
+    #: ``LOGOUT_COOKIE_DOMAIN``: the ``Domain`` they were set with, or none (host-only).
+    cookie_domain: str | None = None
+    #: ``LOGOUT_COOKIE_SECURE``: ``auto`` (None: ``Secure`` on HTTPS requests and for
+    #: ``__Secure-``/``__Host-`` names), ``true`` or ``false``.
+    cookie_secure: bool | None = None
+    #: ``LOGOUT_COOKIE_SAMESITE``: ``Strict``, ``Lax``, ``None`` or unset.
+    cookie_samesite: SameSite | None = None
+    #: ``LOGOUT_CLEAR_SITE_DATA``: Clear-Site-Data types to send on HTTPS logouts, such
+    #: as ``cookies,storage``. Empty by default; ``cache`` is sent only when listed.
+    clear_site_data: tuple[str, ...] = ()
+    #: ``LOGOUT_REDIS_URL``: the Redis that holds sessions, the denylist and the audit
+    #: stream. Unset: cookies only, with one warning at start-up.
+    redis_url: str | None = None
+    #: ``LOGOUT_REDIS_TIMEOUT``: connect and read timeout of each Redis call, seconds.
+    redis_timeout: float = 1.0
+    #: ``LOGOUT_SESSION_COOKIE``: the cookie that holds the server-side session id.
+    session_cookie: str = "session"
+    #: ``LOGOUT_SESSION_KEYS``: Redis key templates of the session, ``{sid}`` standing for
+    #: the id. ``session:{sid}`` is Flask-Session's; ``starsessions.{sid}`` starsessions'.
+    session_keys: tuple[str, ...] = ("session:{sid}",)
+    #: ``LOGOUT_SESSION_SECRET``: set when the cookie holds an itsdangerous-signed id
+    #: (Flask-Session's ``SESSION_USE_SIGNER``; the Flask ``SECRET_KEY``).
+    session_secret: str | None = field(default=None, repr=False)
+    #: ``LOGOUT_SESSION_SALT``: the signer's salt; Flask-Session uses ``flask-session``.
+    session_salt: str = "flask-session"
+    #: ``LOGOUT_REVOKE_TOKENS``: revoke the logout request's bearer token and refuse
+    #: revoked tokens on every later request (needs Redis).
+    revoke_tokens: bool = True
+    #: ``LOGOUT_TOKEN_TTL``: how long an opaque (non-JWT) token stays revoked, seconds.
+    token_ttl: int = 3600
+    #: ``LOGOUT_TOKEN_MAX_TTL``: upper bound on a revocation's lifetime, seconds, for JWTs
+    #: whose ``exp`` is far away (30 days by default).
+    token_max_ttl: int = 30 * 24 * 3600
+    #: ``LOGOUT_DENYLIST_PREFIX``: prefix of the denylist keys; the rest is a SHA-256.
+    denylist_prefix: str = "logout:revoked:"
+    #: ``LOGOUT_EVENTS_STREAM``: the Redis stream of logout events (audit trail);
+    #: empty to write none.
+    events_stream: str = "logout:events"
+    #: ``LOGOUT_EVENTS_MAXLEN``: approximate cap on the stream's length (``XADD MAXLEN ~``).
+    events_maxlen: int = 100_000
+    #: ``LOGOUT_ON_STORE_ERROR``: when Redis fails during a logout, ``fail`` answers 503
+    #: (cookies still expired); ``succeed`` answers as if it had worked.
+    on_store_error: OnStoreError = "fail"
+    #: ``LOGOUT_ON_CHECK_ERROR``: when Redis fails while checking a bearer token on an
+    #: ordinary request, ``allow`` passes it to the app, ``deny`` answers 503.
+    on_check_error: OnCheckError = "allow"
+    #: ``LOGOUT_MAX_BODY``: largest logout request body read, bytes; larger gets 413.
+    max_body: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        def set_(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        for name in (
+            "methods",
+            "allowed_hosts",
+            "trusted_origins",
+            "cookies",
+            "clear_site_data",
+            "session_keys",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise _fail(name, "give a sequence of strings, not one string")
+            set_(name, tuple(value))
+
+        if not _PATH.match(self.path) or "//" in self.path:
+            raise _fail("path", f"must be an absolute path such as /logout, got {self.path!r}")
+        methods = tuple(m.strip().upper() for m in self.methods)
+        if not methods or not all(_TOKEN.match(m) for m in methods):
+            raise _fail("methods", f"must list HTTP methods such as POST, got {self.methods!r}")
+        if {"GET", "HEAD"} & set(methods):
+            raise _fail("methods", "GET and HEAD must not log out (links and prefetches send them)")
+        set_("methods", methods)
+        _choice("on_get", self.on_get, OnGet)
+        if self.on_get == "confirm" and "POST" not in methods:
+            raise _fail("on_get", "confirm needs POST in LOGOUT_METHODS (its form POSTs)")
+        if not _TOKEN.match(self.next_param):
+            raise _fail("next_param", f"must be a parameter name, got {self.next_param!r}")
+        if not (_PATH.match(self.next_uri) and not self.next_uri.startswith("//")) and not (
+            re.match(r"https?://[^/\\@\s]+(/\S*)?\Z", self.next_uri) and self.next_uri.isascii()
+        ):
+            raise _fail("next_uri", f"must be a path or an http(s) URL, got {self.next_uri!r}")
+        hosts = tuple(h.strip().lower() for h in self.allowed_hosts)
+        for host in hosts:
+            if not _HOST.match(host):
+                raise _fail("allowed_hosts", f"{host!r} is not a host name or host:port")
+        set_("allowed_hosts", hosts)
+        origins = tuple(o.strip().lower().rstrip("/") for o in self.trusted_origins)
+        for origin in origins:
+            if not _ORIGIN.match(origin):
+                raise _fail("trusted_origins", f"{origin!r} is not an origin like https://host")
+        set_("trusted_origins", origins)
+        for name in (*self.cookies, self.session_cookie):
+            if not _TOKEN.match(name):
+                raise _fail("cookies", f"{name!r} is not a valid cookie name (RFC 6265)")
+        if not self.cookies:
+            raise _fail("cookies", "name at least one cookie")
+        if not _PATH.match(self.cookie_path):
+            raise _fail("cookie_path", f"must be a path such as /, got {self.cookie_path!r}")
+        if self.cookie_domain is not None and not _HOST.match(self.cookie_domain.lstrip(".")):
+            raise _fail("cookie_domain", f"{self.cookie_domain!r} is not a domain")
+        if self.cookie_samesite is not None:
+            set_("cookie_samesite", str(self.cookie_samesite).capitalize())
+            _choice("cookie_samesite", self.cookie_samesite, SameSite)
+        for kind in self.clear_site_data:
+            if kind not in CLEAR_SITE_DATA_TYPES:
+                allowed = ", ".join(sorted(CLEAR_SITE_DATA_TYPES))
+                raise _fail("clear_site_data", f"{kind!r} is not one of {allowed}")
+        if self.redis_url is not None and not re.match(r"(rediss?|unix)://", self.redis_url):
+            raise _fail("redis_url", "must start with redis://, rediss:// or unix://")
+        if not 0 < self.redis_timeout <= 60:
+            raise _fail("redis_timeout", f"must be seconds in (0, 60], got {self.redis_timeout}")
+        if not self.session_keys:
+            raise _fail("session_keys", "name at least one key template")
+        for template in self.session_keys:
+            if "{sid}" not in template or template == "{sid}":
+                raise _fail("session_keys", f"{template!r} needs a constant part and {{sid}}")
+        if self.session_secret == "":
+            raise _fail("session_secret", "is empty; unset it for unsigned session ids")
+        for name in ("token_ttl", "token_max_ttl", "events_maxlen", "max_body"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise _fail(name, f"must be a positive whole number, got {value!r}")
+        if not self.denylist_prefix:
+            raise _fail("denylist_prefix", "must not be empty")
+        _choice("on_store_error", self.on_store_error, OnStoreError)
+        _choice("on_check_error", self.on_check_error, OnCheckError)
+
+    @property
+    def expired_cookies(self) -> tuple[str, ...]:
+        """Every cookie a logout expires: ``cookies`` plus ``session_cookie``, in order."""
+        return tuple(dict.fromkeys((*self.cookies, self.session_cookie)))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> LogoutConfig:
+        """Build a configuration from ``LOGOUT_*`` variables.
+
+        :param environ: where to read; ``os.environ`` when None. Unset and empty
+            variables take the default.
+        :param overrides: field values that win over the environment.
+        :raises ConfigError: naming the variable whose value is invalid.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(_env_name(f.name), "").strip()
+            if raw:
+                values[f.name] = _parse(f.name, raw, f.default)
+        values.update(overrides)
+        return cls(**values)
+
+
+def _choice(name: str, value: object, kind: Any) -> None:
+    if value not in get_args(kind):
+        options = ", ".join(get_args(kind))
+        raise _fail(name, f"must be one of {options}, got {value!r}")
+
+
+def _parse(name: str, raw: str, default: object) -> object:
+    """Turn one variable's text into the field's type, judged by the default's type."""
+    if name == "cookie_secure":
+        return None if raw.lower() == "auto" else _bool(name, raw)
+    if isinstance(default, bool):
+        return _bool(name, raw)
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise _fail(name, f"must be a whole number, got {raw!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise _fail(name, f"must be a number of seconds, got {raw!r}") from None
+    if isinstance(default, tuple):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise _fail(name, f"must be true or false, got {raw!r}")
