@@ -120,7 +120,10 @@ class Harness:
         """Send one request; ``path`` may carry a query string. No cookie jar is kept."""
         headers = dict(headers or {})
         if self.kind == "asgi":
-            return self._portal.call(self._asgi_request, method, path, headers, body, scheme, host)
+            reply: Reply = self._portal.call(
+                self._asgi_request, method, path, headers, body, scheme, host
+            )
+            return reply
         assert self._webtest is not None
         self._webtest.reset()
         environ = {"REMOTE_ADDR": CLIENT_ADDRESS, "HTTP_HOST": host, "wsgi.url_scheme": scheme}
