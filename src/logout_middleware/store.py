@@ -10,9 +10,11 @@ for ASGI) have the same two methods, as the ``limits`` and ``starsessions`` stor
 
 Neither raises for Redis trouble: a failed logout is reported as a
 :class:`~logout_middleware.core.StoreOutcome` with status ``failed``, and a failed
-check as None, each logged (the check at most once every 10 seconds). Audit entries of
-failed logouts are kept in memory (up to ``backlog`` of them) and written with the next
-logout that succeeds, so a Redis outage loses no audit record unless it outlasts them.
+check as None, each logged (the check at most once every 10 seconds). Failed logouts
+are kept in memory (up to ``backlog`` of them) and carried out in the transaction of the
+next logout that reaches Redis: their session keys deleted, their tokens revoked for
+what remains of the TTL, their audit entries written with ``store=retried``. A Redis
+outage loses nothing unless it outlasts the backlog or the process.
 
 Pass your own client to share a connection pool, or use ``from_url``; clients built
 here have short timeouts and one retry, so a dead Redis answers in seconds.
@@ -44,13 +46,13 @@ DEFAULT_BACKLOG = 1000
 #: Least time between two warnings about failed denylist checks, seconds.
 WARN_EVERY = 10.0
 
-_Entry = tuple[str, int, tuple[tuple[str, str], ...]]
+#: A logout whose writes failed, and when (seconds since the epoch).
+_Late = tuple[StoreOps, float]
 
 
 def client_options(timeout: float) -> dict[str, Any]:
     """Keyword arguments for a redis-py client that fails fast: ``timeout`` seconds to
-    connect and to read, one retry without backoff (to replace a stale pooled
-    connection), keep-alive on."""
+    connect and to read, keep-alive on, connections checked after 30 idle seconds."""
     return {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
@@ -60,55 +62,63 @@ def client_options(timeout: float) -> dict[str, Any]:
 
 
 class _Backlog:
-    """Audit entries whose logout failed, oldest first, bounded; thread-safe."""
+    """Logouts whose writes failed, oldest first, bounded; thread-safe."""
 
     def __init__(self, size: int) -> None:
-        self._entries: deque[_Entry] = deque()
+        self._entries: deque[_Late] = deque()
         self._size = size
         self._lock = threading.Lock()
         self.dropped = 0
 
-    def take(self) -> list[_Entry]:
+    def take(self) -> list[_Late]:
         with self._lock:
             taken = list(self._entries)
             self._entries.clear()
             return taken
 
-    def put(self, entries: Sequence[_Entry]) -> None:
+    def put(self, entries: Sequence[_Late]) -> None:
         with self._lock:
             self._entries.extendleft(reversed(entries))
             while len(self._entries) > self._size:
                 self._entries.pop()
                 self.dropped += 1
         if self.dropped:
-            logger.error("audit backlog full: %d logout events could not be recorded", self.dropped)
+            logger.error("logout backlog full: %d failed logouts were dropped", self.dropped)
 
 
-def _queue(pipe: Any, ops: StoreOps, late: Sequence[_Entry]) -> None:
-    """Queue the commands of ``ops`` (then any late audit entries) on a pipeline."""
+def _queue(pipe: Any, ops: StoreOps, status: str = "ok", elapsed: float = 0.0) -> None:
+    """Queue the commands of one logout on a pipeline; ``elapsed`` seconds since it was
+    asked for shorten the revocation's TTL (a late revocation ends when it would have)."""
     if ops.delete:
         pipe.delete(*ops.delete)
     if ops.revoke is not None:
         key, ttl = ops.revoke
-        pipe.set(key, b"1", ex=ttl)
+        remaining = int(ttl - elapsed)
+        if remaining > 0:
+            pipe.set(key, b"1", ex=remaining)
     if ops.stream is not None:
         pipe.xadd(
-            ops.stream, {**dict(ops.entry), "store": "ok"}, maxlen=ops.maxlen, approximate=True
+            ops.stream, {**dict(ops.entry), "store": status}, maxlen=ops.maxlen, approximate=True
         )
-    for stream, maxlen, entry in late:
-        pipe.xadd(stream, {**dict(entry), "store": "failed"}, maxlen=maxlen, approximate=True)
+
+
+def _queue_all(pipe: Any, ops: StoreOps, late: Sequence[_Late]) -> None:
+    """This logout first (its ``DEL`` count is the first reply), then the backlog."""
+    _queue(pipe, ops)
+    now = time.time()
+    for old, failed_at in late:
+        _queue(pipe, old, "retried", now - failed_at)
 
 
 def _outcome(ops: StoreOps, results: Sequence[Any]) -> StoreOutcome:
     return StoreOutcome("ok", sessions_deleted=int(results[0]) if ops.delete else 0)
 
 
-def _failed(ops: StoreOps, exc: Exception, backlog: _Backlog, late: list[_Entry]) -> StoreOutcome:
-    if ops.stream is not None:
-        late.append((ops.stream, ops.maxlen, ops.entry))
+def _failed(ops: StoreOps, exc: Exception, backlog: _Backlog, late: list[_Late]) -> StoreOutcome:
+    late.append((ops, time.time()))
     backlog.put(late)
     error = f"{type(exc).__name__}: {exc}"[:200]
-    logger.warning("logout: Redis writes failed (%s); audit entry kept for later", error)
+    logger.warning("logout: Redis writes failed (%s); will retry with the next logout", error)
     return StoreOutcome("failed", error=error)
 
 
@@ -160,7 +170,7 @@ class RedisStore:
         late = self._backlog.take()
         try:
             pipe = self.client.pipeline(transaction=True)
-            _queue(pipe, ops, late)
+            _queue_all(pipe, ops, late)
             results = pipe.execute()
         except (redis.RedisError, OSError) as exc:
             return _failed(ops, exc, self._backlog, late)
@@ -205,7 +215,7 @@ class AsyncRedisStore:
         late = self._backlog.take()
         try:
             pipe = self.client.pipeline(transaction=True)
-            _queue(pipe, ops, late)
+            _queue_all(pipe, ops, late)
             results = await pipe.execute()
         except (redis.RedisError, OSError) as exc:
             return _failed(ops, exc, self._backlog, late)
