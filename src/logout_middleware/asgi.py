@@ -73,13 +73,7 @@ class LogoutMiddleware:
     ) -> None:
         self.app = app
         self.config = config if config is not None else LogoutConfig.from_env()
-        self.store: AsyncRedisStore | None = None
-        if redis is not None:
-            self.store = AsyncRedisStore(redis)
-        elif self.config.redis_url:
-            self.store = AsyncRedisStore.from_url(
-                self.config.redis_url, timeout=self.config.redis_timeout
-            )
+        self.store = AsyncRedisStore.from_config(self.config, redis)
         warn_if_no_store(self.store is not None)
         self.core = LogoutCore(self.config, has_store=self.store is not None)
         self.listeners = listeners(on_logout)

@@ -144,6 +144,10 @@ class LogoutConfig:
     #: ``LOGOUT_REVOKE_TOKENS``: revoke the logout request's bearer token and refuse
     #: revoked tokens on every later request (needs Redis).
     revoke_tokens: bool = True
+    #: ``LOGOUT_REVOCATION_CACHE``: keep a local mirror of the denylist in each process,
+    #: followed through the audit stream, so that requests with tokens that are not
+    #: revoked cost no Redis round trip (see :class:`~logout_middleware.store.DenylistMirror`).
+    revocation_cache: bool = False
     #: ``LOGOUT_TOKEN_TTL``: how long an opaque (non-JWT) token stays revoked, seconds.
     token_ttl: int = 3600
     #: ``LOGOUT_TOKEN_MAX_TTL``: upper bound on a revocation's lifetime, seconds, for JWTs
@@ -242,6 +246,8 @@ class LogoutConfig:
                 raise _fail(name, f"must be a positive whole number, got {value!r}")
         if not self.denylist_prefix:
             raise _fail("denylist_prefix", "must not be empty")
+        if self.revocation_cache and not self.events_stream:
+            raise _fail("revocation_cache", "needs LOGOUT_EVENTS_STREAM, which it follows")
         _choice("on_store_error", self.on_store_error, OnStoreError)
         _choice("on_check_error", self.on_check_error, OnCheckError)
 

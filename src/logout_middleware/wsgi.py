@@ -58,13 +58,7 @@ class WSGILogoutMiddleware:
     ) -> None:
         self.app = app
         self.config = config if config is not None else LogoutConfig.from_env()
-        self.store: RedisStore | None = None
-        if redis is not None:
-            self.store = RedisStore(redis)
-        elif self.config.redis_url:
-            self.store = RedisStore.from_url(
-                self.config.redis_url, timeout=self.config.redis_timeout
-            )
+        self.store = RedisStore.from_config(self.config, redis)
         warn_if_no_store(self.store is not None)
         self.core = LogoutCore(self.config, has_store=self.store is not None)
         self.listeners = sync_only(listeners(on_logout))

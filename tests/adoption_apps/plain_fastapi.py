@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import secrets
 import time
 from typing import Annotated, Any
 
@@ -71,7 +72,7 @@ async def issue_token(request: Request) -> dict[str, str]:
     if user is None:
         raise HTTPException(status_code=401, detail="log in first")
     now = int(time.time())
-    claims = {"sub": user, "iat": now, "exp": now + TOKEN_LIFETIME}
+    claims = {"sub": user, "iat": now, "exp": now + TOKEN_LIFETIME, "jti": secrets.token_hex(16)}
     return {"token": jwt.encode(claims, JWT_SECRET, algorithm=JWT_ALGORITHM)}
 
 
