@@ -253,16 +253,84 @@ def test_mount_point_near_misses_pass_through(
                 reply = raw_wsgi(h.middleware, {"SCRIPT_NAME": "/app", "PATH_INFO": path_info})
                 assert reply.status == 200, path_info
                 assert reply.body == b"app", path_info
-        assert len(h.seen.requests) in (3, 4)
+        assert len(h.seen.requests) == (4 if kind == "asgi" else 3)
     assert stream_len(redis_client) == 0
+
+
+@pytest.mark.parametrize(
+    ("extensions", "expected"),
+    [
+        pytest.param(
+            {},
+            [{"type": "websocket.close", "code": 1008, "reason": "invalid_token"}],
+            id="close-1008",
+        ),
+        pytest.param(
+            {"websocket.http.response": {}},
+            ["websocket.http.response.start", "websocket.http.response.body"],
+            id="http-401",
+        ),
+    ],
+)
+def test_websocket_with_revoked_token_is_refused(
+    extensions: dict[str, Any], expected: list[Any], redis_url: str, redis_client: redis.Redis
+) -> None:
+    """A websocket handshake carrying a revoked token never reaches the app: a 401 where
+    the server offers websocket.http.response, else a close before accept (403)."""
+    redis_client.set(denylist_key(TOKEN), b"1")
+    reached: list[Any] = []
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "root_path": "",
+        "query_string": b"",
+        "subprotocols": [],
+        "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {TOKEN}".encode())],
+        "extensions": extensions,
+    }
+
+    async def go() -> None:
+        middleware = LogoutMiddleware(app, LogoutConfig(redis_url=redis_url))
+        try:
+            await middleware(scope, receive, send)
+        finally:
+            assert middleware.store is not None
+            await middleware.store.aclose()
+
+    anyio.run(go)
+    assert reached == []
+    if extensions:
+        assert [m["type"] for m in sent] == expected
+        assert sent[0]["status"] == 401
+        assert (
+            b"www-authenticate",
+            b'Bearer error="invalid_token", error_description="The access token has been revoked"',
+        ) in sent[0]["headers"]
+    else:
+        assert sent == expected
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_non_http_scopes_pass_through_untouched(
     kind: Kind, redis_url: str, redis_client: redis.Redis
 ) -> None:
-    """ASGI lifespan and websocket scopes reach the app as they are (even at /logout and
-    with a revoked token); the WSGI environ of a non-logout request reaches it unchanged."""
+    """ASGI lifespan and websocket scopes reach the app as they are (even at /logout, and
+    with a token that is not revoked); the WSGI environ of a non-logout request reaches it
+    unchanged."""
     redis_client.set(denylist_key(TOKEN), b"1")
     config = LogoutConfig(redis_url=redis_url)
     if kind == "asgi":
@@ -286,7 +354,7 @@ def test_non_http_scopes_pass_through_untouched(
             "raw_path": b"/logout",
             "root_path": "",
             "query_string": b"",
-            "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {TOKEN}".encode())],
+            "headers": [(b"host", b"testserver"), (b"authorization", b"Bearer not-revoked")],
             "subprotocols": [],
         }
         before = (repr(lifespan), repr(websocket))
@@ -335,7 +403,7 @@ def test_non_http_scopes_pass_through_untouched(
             ) -> Any:
                 return lambda data: None
 
-            body = b"".join(middleware(cast("WSGIEnvironment", environ), start_response))
+            body = b"".join(middleware(environ, start_response))
         finally:
             assert middleware.store is not None
             middleware.store.close()

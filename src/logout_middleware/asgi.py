@@ -10,8 +10,10 @@ or by the server command alone, through :mod:`logout_middleware.serve`.
 
 Requests to the logout URI are answered here and never reach the app. On every other
 HTTP request the only work is a path comparison and, when the request carries
-``Authorization: Bearer``, one Redis ``EXISTS``; ``lifespan`` and ``websocket`` scopes
-pass through untouched.
+``Authorization: Bearer``, one Redis ``EXISTS`` (none with the revocation cache). A
+websocket handshake carrying a revoked bearer token is refused too (``401`` where the
+server supports ASGI's ``websocket.http.response`` extension, else ``403`` by a close
+before accept); every other websocket, and ``lifespan``, passes through untouched.
 """
 
 from __future__ import annotations
@@ -79,23 +81,35 @@ class LogoutMiddleware:
         self.listeners = listeners(on_logout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+        kind = scope["type"]
         core = self.core
-        if core.matches(scope["path"], scope.get("root_path", "")):
-            await self._logout(scope, receive, send)
-            return
-        if core.checks_tokens:
-            for name, value in scope["headers"]:
-                if name == b"authorization":
-                    key = core.revocation_key(value)
-                    if key is not None and self.store is not None:
-                        response = core.revocation_response(await self.store.is_revoked(key))
-                        if response is not None:
-                            await _send(send, response)
-                            return
+        if kind == "http":
+            if core.matches(scope["path"], scope.get("root_path", "")):
+                await self._logout(scope, receive, send)
+                return
+            if core.checks_tokens:
+                refusal = await self._check_tokens(scope)
+                if refusal is not None:
+                    await _send(send, refusal)
+                    return
+        elif kind == "websocket" and core.checks_tokens:
+            refusal = await self._check_tokens(scope)
+            if refusal is not None:
+                await _refuse_websocket(scope, receive, send, refusal)
+                return
         await self.app(scope, receive, send)
+
+    async def _check_tokens(self, scope: Scope) -> Response | None:
+        """The refusal for a revoked bearer token in the request, or None to pass it on."""
+        core, store = self.core, self.store
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                key = core.revocation_key(value)
+                if key is not None and store is not None:
+                    response = core.revocation_response(await store.is_revoked(key))
+                    if response is not None:
+                        return response
+        return None
 
     async def _logout(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -170,6 +184,30 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
         size += len(chunk)
         if size > limit or not message.get("more_body", False):
             return b"".join(chunks)
+
+
+async def _refuse_websocket(scope: Scope, receive: Receive, send: Send, refusal: Response) -> None:
+    """Refuse a websocket handshake: with ``refusal`` itself where the server offers the
+    ``websocket.http.response`` extension, else by closing before accepting (code 1008,
+    policy violation), which servers answer with ``403``."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": refusal.status,
+                "headers": _raw_headers(refusal),
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": refusal.body})
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": "invalid_token"})
+
+
+def _raw_headers(response: Response) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
 
 
 async def _send(send: Send, response: Response) -> None:
