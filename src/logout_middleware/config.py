@@ -36,6 +36,10 @@ _HOST = re.compile(
     r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
     r"(?::[0-9]{1,5})?\Z"
 )
+#: A cookie ``Domain``: a host name without a port (RFC 6265 section 5.2.3).
+_DOMAIN = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\Z"
+)
 _ORIGIN = re.compile(
     r"https?://[a-z0-9.\-]+(?::[0-9]{1,5})?\Z|https?://\[[0-9a-f:.]+\](?::[0-9]{1,5})?\Z"
 )
@@ -65,6 +69,8 @@ class ConfigError(ValueError):
     """
 
 
+#: Fields whose variable, set but empty, turns the feature off instead of taking the default.
+_EMPTY_MEANS_NONE = frozenset({"events_stream"})
 #: Fields whose variable is not simply ``LOGOUT_`` + the upper-cased field name.
 _ENV_NAMES = {"on_get": "LOGOUT_GET"}
 
@@ -213,15 +219,22 @@ class LogoutConfig:
             if not _ORIGIN.match(origin):
                 raise _fail("trusted_origins", f"{origin!r} is not an origin like https://host")
         set_("trusted_origins", origins)
-        for name in (*self.cookies, self.session_cookie):
-            if not _TOKEN.match(name):
-                raise _fail("cookies", f"{name!r} is not a valid cookie name (RFC 6265)")
+        for field_name, names in (
+            ("cookies", self.cookies),
+            ("session_cookie", (self.session_cookie,)),
+        ):
+            for name in names:
+                if not _TOKEN.match(name):
+                    raise _fail(field_name, f"{name!r} is not a valid cookie name (RFC 6265)")
         if not self.cookies:
             raise _fail("cookies", "name at least one cookie")
         if not _PATH.match(self.cookie_path):
             raise _fail("cookie_path", f"must be a path such as /, got {self.cookie_path!r}")
-        if self.cookie_domain is not None and not _HOST.match(self.cookie_domain.lstrip(".")):
-            raise _fail("cookie_domain", f"{self.cookie_domain!r} is not a domain")
+        if self.cookie_domain is not None:
+            domain = self.cookie_domain.strip().lower()
+            if not _DOMAIN.match(domain.lstrip(".")):
+                raise _fail("cookie_domain", f"{self.cookie_domain!r} is not a domain (no port)")
+            set_("cookie_domain", domain)
         if self.cookie_samesite is not None:
             set_("cookie_samesite", str(self.cookie_samesite).capitalize())
             _choice("cookie_samesite", self.cookie_samesite, SameSite)
@@ -261,16 +274,22 @@ class LogoutConfig:
         """Build a configuration from ``LOGOUT_*`` variables.
 
         :param environ: where to read; ``os.environ`` when None. Unset and empty
-            variables take the default.
+            variables take the default, except ``LOGOUT_EVENTS_STREAM``, which when set
+            but empty writes no audit stream.
         :param overrides: field values that win over the environment.
         :raises ConfigError: naming the variable whose value is invalid.
         """
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            raw = environ.get(_env_name(f.name), "").strip()
+            raw = environ.get(_env_name(f.name))
+            if raw is None:
+                continue
+            raw = raw.strip()
             if raw:
                 values[f.name] = _parse(f.name, raw, f.default)
+            elif f.name in _EMPTY_MEANS_NONE:
+                values[f.name] = ""
         values.update(overrides)
         return cls(**values)
 

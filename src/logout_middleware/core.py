@@ -551,6 +551,7 @@ class LogoutCore:
         ]
         if body:
             mimetype, options = parse_options_header(head.content_type)
+            mimetype = mimetype.lower()
             parser = FormDataParser(
                 max_form_memory_size=self.config.max_body,
                 max_content_length=self.config.max_body,
@@ -579,7 +580,7 @@ class LogoutCore:
     @staticmethod
     def _wants_json(accept: str) -> bool:
         """Whether the client prefers ``application/json`` to ``text/html``."""
-        if "json" not in accept:
+        if "json" not in accept.lower():
             return False
         best = parse_accept_header(accept, MIMEAccept).best_match(["text/html", "application/json"])
         return best == "application/json"

@@ -36,12 +36,16 @@ def _load(variable: str, environ: Mapping[str, str], *, required: bool) -> Any:
         if required:
             raise ConfigError(f"{variable}: set it to the app's import string, e.g. myapp:app")
         return None
-    if ":" not in target:
+    module, _, attribute = target.partition(":")
+    if not module or not attribute:
         raise ConfigError(f"{variable}: {target!r} is not of the form module:attribute")
     try:
-        return pkgutil.resolve_name(target)
+        found = pkgutil.resolve_name(target)
     except (ImportError, AttributeError, ValueError) as exc:
         raise ConfigError(f"{variable}: cannot import {target!r}: {exc}") from exc
+    if not callable(found):
+        raise ConfigError(f"{variable}: {target!r} is {type(found).__name__}, not callable")
+    return found
 
 
 def asgi(environ: Mapping[str, str] | None = None) -> LogoutMiddleware:

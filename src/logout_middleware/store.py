@@ -5,7 +5,9 @@ for ASGI) have the same two methods, as the ``limits`` and ``starsessions`` stor
 
 * ``execute(ops)``: one ``MULTI``/``EXEC`` transaction, sent as one pipeline: ``DEL``
   of the session keys, ``SET <denylist key> 1 EX <ttl>`` for the token, ``XADD`` of the
-  audit entry. Either all of them happen or none does.
+  audit entry. No other client's command runs between them, and if the connection fails
+  none of them runs; Redis has no rollback, so a command it refuses (``WRONGTYPE``) does
+  not undo the others.
 * ``is_revoked(key)``: one ``EXISTS``, or none with the revocation cache.
 
 With ``cache=True`` (``LOGOUT_REVOCATION_CACHE``) each process keeps a
@@ -39,7 +41,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -135,10 +137,17 @@ def _outcome(ops: StoreOps, results: Sequence[Any]) -> StoreOutcome:
 
 
 def _failed(ops: StoreOps, exc: Exception, backlog: _Backlog, late: list[_Late]) -> StoreOutcome:
-    late.append((ops, time.time()))
-    backlog.put(late)
+    """Report a failed transaction. Only an unreachable Redis (connection errors and
+    timeouts) puts the logouts back in the backlog: a command Redis refused (such as
+    ``WRONGTYPE``, when the stream key holds another type) would fail again."""
     error = f"{type(exc).__name__}: {exc}"[:200]
-    logger.warning("logout: Redis writes failed (%s); will retry with the next logout", error)
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
+        late.append((ops, time.time()))
+        backlog.put(late)
+        logger.warning("logout: Redis unreachable (%s); will retry with the next logout", error)
+    else:
+        backlog.put(late)
+        logger.error("logout: Redis refused the writes (%s); not retried", error)
     return StoreOutcome("failed", error=error)
 
 
@@ -183,7 +192,8 @@ class DenylistMirror:
         #: True while the mirror is complete and its follower connected.
         self.live = False
 
-    def _member(self, hex_digest: str | bytes) -> int:
+    @staticmethod
+    def _member(hex_digest: str | bytes) -> int:
         return int(hex_digest[:16], 16)
 
     def clears(self, key: str) -> bool:
@@ -195,20 +205,31 @@ class DenylistMirror:
         """Record a denylist key this process just wrote."""
         self._members.add(int(key[self._start : self._start + 16], 16))
 
-    def add_hashes(self, entries: Iterable[tuple[Any, dict[bytes, bytes]]]) -> Any:
+    def add_hashes(self, entries: Iterable[tuple[Any, Mapping[Any, Any]]]) -> Any:
         """Record the ``token_hash`` of audit stream entries; return the last entry id."""
+        return self.collect(entries, self._members)
+
+    def collect(self, entries: Iterable[tuple[Any, Mapping[Any, Any]]], into: set[int]) -> Any:
+        """Add the ``token_hash`` of stream ``entries`` to ``into``; return the last
+        entry id, or None when there were none. Field names may be bytes or text
+        (``decode_responses``)."""
         last = None
         for entry_id, fields in entries:
             last = entry_id
-            token_hash = fields.get(b"token_hash")
+            token_hash = fields.get(b"token_hash") or fields.get("token_hash")
             if token_hash:
-                self._members.add(self._member(token_hash))
+                into.add(self._member(token_hash))
         return last
 
-    def reload(self, keys: Iterable[bytes]) -> None:
-        """Replace the members with those of ``keys`` (denylist keys from ``SCAN``)."""
+    def members_of(self, keys: Iterable[str | bytes]) -> set[int]:
+        """The members for denylist ``keys`` (bytes or text, as ``SCAN`` returns them)."""
         start = self._start
-        self._members = {self._member(key[start:]) for key in keys} | self._members
+        return {self._member(key[start:]) for key in keys}
+
+    def replace(self, members: set[int]) -> None:
+        """Make ``members`` the whole denylist and the mirror live. Members whose keys
+        expired since the last reload are dropped here."""
+        self._members = members
         self.live = True
 
     def glob(self, prefix: str) -> str:
@@ -356,11 +377,23 @@ class RedisStore(_Shared):
             while not self._stop.is_set():
                 try:
                     last = _stream_end(client.xrevrange(stream, count=1))
-                    mirror.reload(client.scan_iter(match=mirror.glob(self._prefix), count=1000))
+                    members = mirror.members_of(
+                        client.scan_iter(match=mirror.glob(self._prefix), count=1000)
+                    )
+                    # Revocations made during the SCAN are in the stream after `last`.
+                    while True:
+                        reply: Any = client.xread({stream: last}, count=1000)
+                        if not reply:
+                            break
+                        for _name, entries in reply:
+                            last = mirror.collect(entries, members) or last
+                    mirror.replace(members)
                     reload_at = time.monotonic() + MIRROR_RELOAD
                     while not self._stop.is_set() and time.monotonic() < reload_at:
-                        reply: Any = client.xread({stream: last}, block=FOLLOW_BLOCK_MS, count=1000)
-                        for _name, entries in reply or ():
+                        followed: Any = client.xread(
+                            {stream: last}, block=FOLLOW_BLOCK_MS, count=1000
+                        )
+                        for _name, entries in followed or ():
                             last = mirror.add_hashes(entries) or last
                 except (redis.RedisError, OSError) as exc:
                     self._follower_failed(exc)
@@ -449,7 +482,7 @@ class AsyncRedisStore(_Shared):
             while True:
                 try:
                     last = _stream_end(await client.xrevrange(stream, count=1))
-                    mirror.reload(
+                    members = mirror.members_of(
                         [
                             key
                             async for key in client.scan_iter(
@@ -457,12 +490,20 @@ class AsyncRedisStore(_Shared):
                             )
                         ]
                     )
+                    # Revocations made during the SCAN are in the stream after `last`.
+                    while True:
+                        reply: Any = await client.xread({stream: last}, count=1000)
+                        if not reply:
+                            break
+                        for _name, entries in reply:
+                            last = mirror.collect(entries, members) or last
+                    mirror.replace(members)
                     reload_at = time.monotonic() + MIRROR_RELOAD
                     while time.monotonic() < reload_at:
-                        reply: Any = await client.xread(
+                        followed: Any = await client.xread(
                             {stream: last}, block=FOLLOW_BLOCK_MS, count=1000
                         )
-                        for _name, entries in reply or ():
+                        for _name, entries in followed or ():
                             last = mirror.add_hashes(entries) or last
                 except (redis.RedisError, OSError) as exc:
                     self._follower_failed(exc)
