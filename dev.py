@@ -41,8 +41,17 @@ def ensure_venv() -> None:
 
 
 def run(command: list[str]) -> None:
-    """Run ``command`` in the project root; exit with its code when it fails."""
-    code = subprocess.call(command, cwd=ROOT)
+    """Run ``command`` in the project root; exit with its code when it fails.
+
+    Ctrl-C reaches the child too (same process group): wait for it to clean up.
+    """
+    process = subprocess.Popen(command, cwd=ROOT)
+    while True:
+        try:
+            code = process.wait()
+            break
+        except KeyboardInterrupt:
+            continue
     if code:
         sys.exit(code)
 
