@@ -205,8 +205,9 @@ class LogoutConfig:
             raise _fail("on_get", "confirm needs POST in LOGOUT_METHODS (its form POSTs)")
         if not _TOKEN.match(self.next_param):
             raise _fail("next_param", f"must be a parameter name, got {self.next_param!r}")
-        if not (_PATH.match(self.next_uri) and not self.next_uri.startswith("//")) and not (
-            re.match(r"https?://[^/\\@\s]+(/\S*)?\Z", self.next_uri) and self.next_uri.isascii()
+        if not re.fullmatch(r"[\x21-\x7e]+", self.next_uri) or (
+            not (_PATH.match(self.next_uri) and not self.next_uri.startswith("//"))
+            and not re.match(r"https?://[^/\\@]+(/.*)?\Z", self.next_uri)
         ):
             raise _fail("next_uri", f"must be a path or an http(s) URL, got {self.next_uri!r}")
         hosts = tuple(h.strip().lower() for h in self.allowed_hosts)

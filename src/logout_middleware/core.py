@@ -40,7 +40,8 @@ from itsdangerous import BadSignature, Signer
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
-from werkzeug.http import dump_cookie, parse_accept_header, parse_cookie, parse_options_header
+from werkzeug.http import dump_cookie, parse_accept_header, parse_options_header
+from werkzeug.sansio.http import parse_cookie
 
 from .config import LogoutConfig
 from .events import LogoutEvent, StoreStatus
@@ -417,7 +418,9 @@ class LogoutCore:
             return self.bad_request
         redirect = self._redirect(candidates, head) if not self._wants_json(head.accept) else None
 
-        cookies = parse_cookie(head.cookie)
+        # Header bytes arrive latin-1 decoded; cookie text is UTF-8, and bytes that are not
+        # (planted by a sibling subdomain, say) must not stop a logout.
+        cookies = parse_cookie(head.cookie.encode("latin-1", "replace").decode("utf-8", "replace"))
         sid = self._session_id(cookies.get(self.config.session_cookie))
         token = bearer_token(head.authorization.encode("latin-1", "replace"))
         now = self._clock()
@@ -525,7 +528,9 @@ class LogoutCore:
         origin = head.origin.strip().lower() if head.origin is not None else None
         if origin is not None and origin in self._trusted_origins:
             return True
-        if head.sec_fetch_site is not None and head.sec_fetch_site.strip().lower() == "cross-site":
+        if head.sec_fetch_site is not None and any(
+            value.strip().lower() == "cross-site" for value in head.sec_fetch_site.split(",")
+        ):
             return False
         if origin is None:
             return True
