@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from typing import Literal
 import httpx
 import redis
 
-from logout_middleware.testing import redis_server
+from logout_middleware.testing import free_port, redis_server, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The ``User-Agent`` the walk-throughs send (it shows up in the audit entry).
@@ -83,14 +82,6 @@ def sha256_hex(value: str) -> str:
 # -- servers -------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def example_env(redis_url: str, **logout: str) -> dict[str, str]:
     """The environment of an example server: ours, minus any ``LOGOUT_*`` of the caller's
     shell (the walk-through expects the defaults), plus the app's ``REDIS_URL``,
@@ -99,17 +90,6 @@ def example_env(redis_url: str, **logout: str) -> dict[str, str]:
     env.update(REDIS_URL=redis_url, LOGOUT_REDIS_URL=redis_url, PYTHONUNBUFFERED="1")
     env.update({f"LOGOUT_{name.upper()}": value for name, value in logout.items()})
     return env
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Terminate ``process`` and reap it; kill it when it ignores SIGTERM for 5 s."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _wait_until_up(
@@ -159,7 +139,7 @@ def serve(
                     yield url
                     return
             finally:
-                _stop(process)
+                stop_process(process)
             if outcome == "timeout":
                 break
         log.seek(0)

@@ -19,12 +19,8 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -35,11 +31,11 @@ import jwt
 import pytest
 import redis
 
+from examples.demo import serve
+
 ROOT = Path(__file__).resolve().parent.parent
 #: How long a server may take to answer its first request, seconds.
 START_TIMEOUT = 30.0
-#: How long a server may take to exit after SIGTERM before it is killed, seconds.
-STOP_TIMEOUT = 10.0
 #: Headers a browser sends for ``<img src="https://victim/logout">`` on another site.
 CROSS_SITE_IMAGE = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}
 EVENTS = "logout:events"
@@ -152,71 +148,10 @@ CASES = {
 # -- real servers in subprocesses ----------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_ready(process: subprocess.Popen[bytes], url: str) -> bool:
-    """Poll ``url`` until it answers any HTTP response (True), or the process exits or
-    :data:`START_TIMEOUT` passes (False)."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            httpx.get(url + "/", timeout=1.0)
-        except httpx.TransportError:
-            time.sleep(0.05)
-            continue
-        return True
-    return False
-
-
-@contextmanager
-def running(argv: Callable[[int], list[str]], env: dict[str, str], log: Path) -> Iterator[str]:
-    """Run ``python -m <argv(port)>`` in the project root on a free loopback port, wait
-    until it answers, yield its base URL, and always stop it. Output goes to ``log``."""
-    process: subprocess.Popen[bytes] | None = None
-    try:
-        for _attempt in range(3):
-            port = _free_port()
-            command = [sys.executable, "-m", *argv(port)]
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    command,
-                    cwd=ROOT,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            url = f"http://127.0.0.1:{port}"
-            if _wait_ready(process, url):
-                break
-            _stop(process)
-            output = log.read_text(errors="replace")
-            if "in use" not in output:  # only losing the free port to a race is retried
-                raise AssertionError(
-                    f"{' '.join(command)} did not start (exit code {process.returncode}):\n"
-                    + output
-                )
-        else:
-            raise AssertionError(f"{argv(0)[0]}: no free port after 3 attempts")
-        yield url
-    finally:
-        if process is not None:
-            _stop(process)
+def running(argv: Callable[[int], list[str]], env: dict[str, str], name: str) -> Any:
+    """``python -m <argv(port)>`` served on a free loopback port until it answers; the
+    context manager yields its base URL and always stops it (see examples/demo.py)."""
+    return serve(name, lambda port: [sys.executable, "-m", *argv(port)], env, timeout=START_TIMEOUT)
 
 
 @pytest.fixture(params=sorted(CASES))
@@ -225,20 +160,16 @@ def case(request: pytest.FixtureRequest) -> AdoptionCase:
 
 
 @pytest.fixture
-def plain_server(
-    case: AdoptionCase, redis_url: str, redis_client: redis.Redis, tmp_path: Path
-) -> Iterator[str]:
+def plain_server(case: AdoptionCase, redis_url: str, redis_client: redis.Redis) -> Iterator[str]:
     """The app served as written: no ``logout_middleware`` anywhere."""
-    with running(case.plain, case.env(redis_url, adopted=False), tmp_path / "plain.log") as url:
+    with running(case.plain, case.env(redis_url, adopted=False), "plain") as url:
         yield url
 
 
 @pytest.fixture
-def adopted_server(
-    case: AdoptionCase, redis_url: str, redis_client: redis.Redis, tmp_path: Path
-) -> Iterator[str]:
+def adopted_server(case: AdoptionCase, redis_url: str, redis_client: redis.Redis) -> Iterator[str]:
     """The same app, server command and environment changed to adopt the middleware."""
-    with running(case.adopted, case.env(redis_url, adopted=True), tmp_path / "adopted.log") as url:
+    with running(case.adopted, case.env(redis_url, adopted=True), "adopted") as url:
         yield url
 
 

@@ -29,7 +29,6 @@ from examples.demo import (
     Browser,
     StepFailed,
     WalkResult,
-    free_port,
     serve_fastapi,
     serve_flask,
     set_cookie,
@@ -37,6 +36,7 @@ from examples.demo import (
     walk_fastapi,
     walk_flask,
 )
+from logout_middleware.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Guards against a hung demo; not an assertion about speed.

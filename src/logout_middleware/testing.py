@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import redis
 
-__all__ = ["find_redis_server", "redis_server"]
+__all__ = ["find_redis_server", "free_port", "redis_server", "stop_process"]
 
 
 def find_redis_server() -> str:
@@ -43,11 +43,24 @@ def find_redis_server() -> str:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (another process may take it)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 5.0) -> None:
+    """Terminate ``process`` and reap it; kill it if it ignores SIGTERM for ``timeout``
+    seconds. Does nothing to a process that has already exited."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @contextlib.contextmanager
@@ -64,7 +77,7 @@ def redis_server(*, executable: str | None = None, timeout: float = 10.0) -> Ite
     executable = executable or find_redis_server()
     workdir = tempfile.mkdtemp(prefix="logout-redis-")
     for _attempt in range(3):
-        port = _free_port()
+        port = free_port()
         process = subprocess.Popen(  # noqa: S603 (our own arguments)
             [
                 executable,
@@ -105,10 +118,5 @@ def redis_server(*, executable: str | None = None, timeout: float = 10.0) -> Ite
     try:
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         shutil.rmtree(workdir, ignore_errors=True)
