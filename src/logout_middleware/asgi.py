@@ -88,28 +88,28 @@ class LogoutMiddleware:
                 await self._logout(scope, receive, send)
                 return
             if core.checks_tokens:
-                refusal = await self._check_tokens(scope)
-                if refusal is not None:
-                    await _send(send, refusal)
-                    return
+                # Scanned inline: a request without Authorization costs no coroutine.
+                for name, value in scope["headers"]:
+                    if name == b"authorization":
+                        refusal = await self._check_token(value)
+                        if refusal is not None:
+                            await _send(send, refusal)
+                            return
         elif kind == "websocket" and core.checks_tokens:
-            refusal = await self._check_tokens(scope)
-            if refusal is not None:
-                await _refuse_websocket(scope, receive, send, refusal)
-                return
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    refusal = await self._check_token(value)
+                    if refusal is not None:
+                        await _refuse_websocket(scope, receive, send, refusal)
+                        return
         await self.app(scope, receive, send)
 
-    async def _check_tokens(self, scope: Scope) -> Response | None:
-        """The refusal for a revoked bearer token in the request, or None to pass it on."""
-        core, store = self.core, self.store
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                key = core.revocation_key(value)
-                if key is not None and store is not None:
-                    response = core.revocation_response(await store.is_revoked(key))
-                    if response is not None:
-                        return response
-        return None
+    async def _check_token(self, authorization: bytes) -> Response | None:
+        """The refusal for a revoked bearer token in ``authorization``, or None."""
+        key = self.core.revocation_key(authorization)
+        if key is None or self.store is None:
+            return None
+        return self.core.revocation_response(await self.store.is_revoked(key))
 
     async def _logout(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
