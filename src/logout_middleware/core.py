@@ -319,6 +319,9 @@ class LogoutCore:
         #: Answer when the middleware itself failed; no detail reaches the client.
         self.internal_error = self._text(500, "Internal Server Error: logout failed.\n")
         #: Answer to a request whose bearer token is revoked (RFC 6750 section 3.1).
+        revoked_body = (
+            b'{"error": "invalid_token", "error_description": "The access token has been revoked"}'
+        )
         self.revoked = Response(
             401,
             (
@@ -328,9 +331,10 @@ class LogoutCore:
                     'error_description="The access token has been revoked"',
                 ),
                 ("Content-Type", "application/json"),
+                ("Content-Length", str(len(revoked_body))),
                 ("Cache-Control", "no-store"),
             ),
-            b'{"error": "invalid_token", "error_description": "The access token has been revoked"}',
+            revoked_body,
         )
         #: Answer when the denylist cannot be read and ``on_check_error`` is ``deny``.
         self.check_unavailable = self._text(

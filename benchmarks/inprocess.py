@@ -1,0 +1,268 @@
+"""Pass-through overhead in-process: the app called directly, no server, no sockets.
+
+For each group (raw ASGI app; raw WSGI app; Flask app) and each kind of request, the
+bare app, the same app behind an empty middleware (the least any middleware costs) and
+behind each measured middleware are called ``n`` times in a row, in short rounds whose
+order rotates. Each round records wall-clock time and the thread's CPU time; as
+:mod:`timeit` advises, the lowest of the rounds is the figure (the least disturbed by
+the rest of the machine), and the garbage collector is off while the rounds run. Bearer
+requests include the real Redis ``EXISTS``: their wall time includes the wait for
+Redis, their CPU time does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import apps
+from .traffic import KINDS, Kind, asgi_scope, wsgi_environ
+from .variants import VARIANTS
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+    from .settings import Settings
+
+__all__ = ["GROUPS", "InprocessRow", "run_inprocess"]
+
+#: The in-process groups and how the report names them.
+GROUPS = {
+    "asgi": "ASGI, raw app",
+    "wsgi": "WSGI, raw app",
+    "flask": "WSGI, Flask app",
+}
+
+
+@dataclass
+class InprocessRow:
+    """One (group, kind, variant): nanoseconds per request and the cost over bare.
+
+    ``ns``/``cpu_ns``: wall-clock and CPU nanoseconds per request, lowest round;
+    ``ratio``: wall time relative to the bare app; ``added_ns``/``added_cpu_ns``: the
+    difference to the bare app. The per-round values are kept in ``*_rounds``.
+    """
+
+    group: str
+    kind: Kind
+    variant: str
+    label: str
+    status: int
+    calls_per_round: int
+    ns_rounds: list[float] = field(default_factory=list)
+    cpu_ns_rounds: list[float] = field(default_factory=list)
+    ns: float = 0.0
+    cpu_ns: float = 0.0
+    ratio: float = 1.0
+    added_ns: float = 0.0
+    added_cpu_ns: float = 0.0
+
+    def add(self, spent: tuple[int, int]) -> None:
+        """Record one round: ``(wall, cpu)`` nanoseconds of ``calls_per_round`` calls."""
+        self.ns_rounds.append(spent[0] / self.calls_per_round)
+        self.cpu_ns_rounds.append(spent[1] / self.calls_per_round)
+
+
+Log = Callable[[str], None]
+
+
+def _clamp_calls(seconds_per_call: float, target: float) -> int:
+    return max(20, min(500_000, int(target / max(seconds_per_call, 1e-9))))
+
+
+# -- ASGI ----------------------------------------------------------------------------
+
+
+async def _receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _discard(message: Any) -> None:
+    del message
+
+
+async def _asgi_batch(app: apps.ASGIApp, scope: dict[str, Any], calls: int) -> tuple[int, int]:
+    """Wall and CPU nanoseconds of ``calls`` calls."""
+    receive, send = _receive, _discard
+    cpu = time.thread_time_ns()
+    began = time.perf_counter_ns()
+    for _ in range(calls):
+        await app(scope, receive, send)
+    return time.perf_counter_ns() - began, time.thread_time_ns() - cpu
+
+
+async def _asgi_status(app: apps.ASGIApp, scope: dict[str, Any]) -> int:
+    found: list[int] = []
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            found.append(int(message["status"]))
+
+    await app(dict(scope), _receive, send)
+    return found[0] if found else 0
+
+
+async def _asgi_group(settings: Settings, redis_url: str, log: Log) -> list[InprocessRow]:
+    candidates: list[tuple[str, str, apps.ASGIApp]] = [
+        ("bare", "bare app", apps.bare_asgi),
+        ("empty", "empty middleware (floor)", apps.empty_asgi(apps.bare_asgi)),
+    ]
+    candidates += [(v.name, v.label, v.wrap_asgi(apps.bare_asgi, redis_url)) for v in VARIANTS]
+    basehttp = apps.BaseHTTPLogout(apps.bare_asgi, redis_url)
+    candidates.append(("basehttp", "Starlette BaseHTTPMiddleware", basehttp))
+    rows: list[InprocessRow] = []
+    try:
+        for kind in KINDS:
+            scope = asgi_scope(kind)
+            found: list[tuple[InprocessRow, apps.ASGIApp]] = []
+            for name, label, app in candidates:
+                status = await _asgi_status(app, scope)
+                await _asgi_batch(app, scope, 20)
+                per = (await _asgi_batch(app, scope, 50))[0] / 50 / 1e9
+                calls = _clamp_calls(per, settings.inproc_batch_s)
+                found.append((InprocessRow("asgi", kind, name, label, status, calls), app))
+            gc.collect()
+            gc.disable()
+            try:
+                for round_ in range(settings.inproc_rounds):
+                    for row, app in _rotate(found, round_):
+                        row.add(await _asgi_batch(app, scope, row.calls_per_round))
+            finally:
+                gc.enable()
+            rows += _finish([row for row, _ in found], log)
+    finally:
+        for _, _, app in candidates:
+            await _aclose(app)
+    return rows
+
+
+async def _aclose(app: Any) -> None:
+    store = getattr(app, "store", None)
+    if store is not None and hasattr(store, "aclose"):
+        await store.aclose()
+    client = getattr(app, "redis", None)
+    if client is not None and hasattr(client, "aclose"):
+        await client.aclose()
+
+
+# -- WSGI ----------------------------------------------------------------------------
+
+
+def _start_response(status: str, headers: Any, exc_info: Any = None) -> Callable[[bytes], Any]:
+    del status, headers, exc_info
+    return _write
+
+
+def _write(data: bytes) -> None:
+    del data
+
+
+def _wsgi_batch(
+    app: WSGIApplication, environ: dict[str, Any], calls: int, copy: bool
+) -> tuple[int, int]:
+    """Wall and CPU nanoseconds of ``calls`` calls."""
+    start_response = _start_response
+    cpu = time.thread_time_ns()
+    began = time.perf_counter_ns()
+    for _ in range(calls):
+        result = app(dict(environ) if copy else environ, start_response)
+        for _chunk in result:
+            pass
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    return time.perf_counter_ns() - began, time.thread_time_ns() - cpu
+
+
+def _wsgi_status(app: WSGIApplication, environ: dict[str, Any]) -> int:
+    found: list[int] = []
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Callable[[bytes], Any]:
+        del headers, exc_info
+        found.append(int(status.split(" ", 1)[0]))
+        return _write
+
+    result = app(dict(environ), start_response)
+    b"".join(result)
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+    return found[0] if found else 0
+
+
+def _wsgi_group(
+    group: str,
+    settings: Settings,
+    redis_url: str,
+    make: Callable[[], WSGIApplication],
+    log: Log,
+) -> list[InprocessRow]:
+    copy = group == "flask"  # Flask stores its request in the environ
+    candidates: list[tuple[str, str, WSGIApplication]] = [
+        ("bare", "bare app", make()),
+        ("empty", "empty middleware (floor)", apps.empty_wsgi(make())),
+    ]
+    candidates += [(v.name, v.label, v.wrap_wsgi(make(), redis_url)) for v in VARIANTS]
+    rows: list[InprocessRow] = []
+    try:
+        for kind in KINDS:
+            environ = wsgi_environ(kind)
+            found: list[tuple[InprocessRow, WSGIApplication]] = []
+            for name, label, app in candidates:
+                status = _wsgi_status(app, environ)
+                _wsgi_batch(app, environ, 20, copy)
+                per = _wsgi_batch(app, environ, 50, copy)[0] / 50 / 1e9
+                calls = _clamp_calls(per, settings.inproc_batch_s)
+                found.append((InprocessRow(group, kind, name, label, status, calls), app))
+            gc.collect()
+            gc.disable()
+            try:
+                for round_ in range(settings.inproc_rounds):
+                    for row, app in _rotate(found, round_):
+                        row.add(_wsgi_batch(app, environ, row.calls_per_round, copy))
+            finally:
+                gc.enable()
+            rows += _finish([row for row, _ in found], log)
+    finally:
+        for _, _, app in candidates:
+            store = getattr(app, "store", None)
+            if store is not None and hasattr(store, "close"):
+                store.close()
+    return rows
+
+
+# -- common --------------------------------------------------------------------------
+
+
+def _rotate(items: list[Any], by: int) -> Iterable[Any]:
+    shift = by % len(items)
+    return items[shift:] + items[:shift]
+
+
+def _finish(rows: list[InprocessRow], log: Log) -> list[InprocessRow]:
+    bare = rows[0]
+    for row in rows:
+        row.ns = min(row.ns_rounds)
+        row.cpu_ns = min(row.cpu_ns_rounds)
+    for row in rows:
+        row.ratio = row.ns / bare.ns
+        row.added_ns = row.ns - bare.ns
+        row.added_cpu_ns = row.cpu_ns - bare.cpu_ns
+        log(
+            f"  in-process {row.group:5} {row.kind:6} {row.variant:10} "
+            f"{row.ns:10.0f} ns/request  x{row.ratio:.3f}  {row.added_ns:+.0f} ns  "
+            f"(CPU {row.added_cpu_ns:+.0f} ns)"
+        )
+    return rows
+
+
+def run_inprocess(settings: Settings, redis_url: str, log: Log) -> list[InprocessRow]:
+    """Every in-process row: ASGI raw app, WSGI raw app, Flask app; all kinds."""
+    rows = asyncio.run(_asgi_group(settings, redis_url, log))
+    rows += _wsgi_group("wsgi", settings, redis_url, lambda: apps.bare_wsgi, log)
+    rows += _wsgi_group("flask", settings, redis_url, apps.flask_app, log)
+    return rows

@@ -1,0 +1,189 @@
+"""The suite's Redis: which server, CPU placement, round-trip counting and bulk fills.
+
+Round trips are counted on the server, from ``INFO`` deltas taken around each
+measured run, while no other client is active:
+
+* ``total_reads_processed`` (``INFO stats``) counts the reads Redis made from client
+  sockets. A client that sends a command, or a whole ``MULTI``...``EXEC`` pipeline, in
+  one write and waits for the answer costs exactly one read: this is the number of
+  round trips (an upper bound: a request split over two writes would count two).
+* ``INFO commandstats`` gives the commands themselves (calls of ``EXISTS``, ``MULTI``,
+  ``EXEC``, ``DEL``, ``SET``, ``XADD``...) and Redis's own time per ``EXISTS``.
+
+The ``INFO`` calls that take the snapshots are measured once and subtracted. So are the
+reads of revocation-cache followers (``XREAD``, ``XREVRANGE``, ``SCAN``: one read each),
+which other server processes make when a logout's ``XADD`` wakes them: they are counted
+apart, as ``follower_reads``, the cost a revocation puts on every cached process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from logout_middleware.testing import redis_server
+
+__all__ = ["RedisCounter", "Usage", "bench_redis", "fill_revoked", "pin_pid", "seed_sessions"]
+
+#: Keys per Lua call when filling; each call blocks Redis for well under a second.
+FILL_BATCH = 50_000
+
+_FILL_REVOKED = """
+local prefix = KEYS[1]
+for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do
+  redis.call('SET', prefix .. string.format('%064x', i), '1', 'EX', ARGV[3])
+end
+return 1
+"""
+
+_SEED_SESSIONS = """
+local value = ARGV[3]
+for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do
+  redis.call('SET', 'session:bench' .. string.format('%010d', i), value)
+end
+return 1
+"""
+
+
+@contextlib.contextmanager
+def bench_redis() -> Iterator[tuple[str, bool]]:
+    """``(url, owned)``: ``REDIS_URL`` when set (not owned: never pinned, but flushed),
+    else a private ``redis-server`` from :func:`logout_middleware.testing.redis_server`."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url, False
+        return
+    with redis_server() as started:
+        yield started, True
+
+
+def pin_pid(pid: int, cpu: int) -> None:
+    """Pin every thread of process ``pid`` to ``cpu`` (Linux; no-op elsewhere)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    tasks = [int(t) for t in _listdir(f"/proc/{pid}/task")] or [pid]
+    for task in tasks:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(task, {cpu})
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User plus system CPU seconds used so far by process ``pid`` (all its threads),
+    from ``/proc/<pid>/stat``; None where that is not available."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Usage:
+    """What Redis did during one measured run."""
+
+    reads: int = 0
+    calls: Counter[str] = field(default_factory=Counter)
+    usec: Counter[str] = field(default_factory=Counter)
+    #: Reads made by revocation-cache followers, not by the measured requests.
+    follower_reads: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.reads + other.reads,
+            self.calls + other.calls,
+            self.usec + other.usec,
+            self.follower_reads + other.follower_reads,
+        )
+
+    @property
+    def commands(self) -> int:
+        return sum(self.calls.values())
+
+    def per(self, requests: int) -> dict[str, float]:
+        """Round trips, commands, and each command's calls, per request."""
+        if requests <= 0:
+            return {"round_trips": 0.0, "commands": 0.0}
+        found = {
+            "round_trips": self.reads / requests,
+            "commands": self.commands / requests,
+            "follower_reads": self.follower_reads / requests,
+        }
+        for name, calls in sorted(self.calls.items()):
+            found[name] = calls / requests
+        return found
+
+
+#: Commands only the revocation cache's followers send.
+FOLLOWER_COMMANDS = ("xread", "xrevrange", "scan")
+
+
+class RedisCounter:
+    """Snapshots of Redis's counters, with the snapshots' own cost removed."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._own = Usage()
+        first = self._snapshot()
+        second = self._snapshot()
+        self._own = self._diff(first, second)
+
+    def _snapshot(self) -> Usage:
+        stats: dict[str, Any] = self.client.info("stats")
+        commands: dict[str, Any] = self.client.info("commandstats")
+        usage = Usage(int(stats.get("total_reads_processed", 0)))
+        for key, value in commands.items():
+            name = key.removeprefix("cmdstat_")
+            usage.calls[name] = int(value["calls"])
+            usage.usec[name] = int(value["usec"])
+        return usage
+
+    @staticmethod
+    def _diff(before: Usage, after: Usage) -> Usage:
+        calls = Counter({k: v - before.calls.get(k, 0) for k, v in after.calls.items()})
+        usec = Counter({k: v - before.usec.get(k, 0) for k, v in after.usec.items()})
+        return Usage(after.reads - before.reads, +calls, +usec)
+
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[Usage]:
+        """Fill the yielded :class:`Usage` with what Redis did inside the block."""
+        found = Usage()
+        before = self._snapshot()
+        yield found
+        after = self._snapshot()
+        delta = self._diff(before, after)
+        own = self._own
+        found.calls = +Counter({k: v - own.calls.get(k, 0) for k, v in delta.calls.items()})
+        found.follower_reads = sum(found.calls.get(name, 0) for name in FOLLOWER_COMMANDS)
+        found.reads = max(0, delta.reads - own.reads - found.follower_reads)
+        found.usec = +Counter({k: v - own.usec.get(k, 0) for k, v in delta.usec.items()})
+
+
+def fill_revoked(client: redis.Redis, prefix: str, start: int, stop: int, ttl: int) -> None:
+    """Add denylist-shaped keys ``prefix + 64 hex digits`` numbered ``start..stop-1``,
+    each with a TTL, as the middleware writes them; a Lua loop, in batches."""
+    for low in range(start, stop, FILL_BATCH):
+        high = min(stop, low + FILL_BATCH) - 1
+        client.eval(_FILL_REVOKED, 1, prefix, low, high, ttl)
+
+
+def seed_sessions(client: redis.Redis, start: int, stop: int) -> None:
+    """Create the session keys ``session:bench<n>`` for ``n`` in ``start..stop-1``."""
+    value = "x" * 96
+    for low in range(start, stop, FILL_BATCH):
+        high = min(stop, low + FILL_BATCH) - 1
+        client.eval(_SEED_SESSIONS, 0, low, high, value)

@@ -1,0 +1,614 @@
+"""The sections measured through real servers: pass-through, logout, scaling.
+
+Every measured run records requests/s, latencies, the server process's CPU time and what
+Redis did (round trips, commands). Within a section the variants being compared take
+turns, round after round, in a rotating order; ratios are medians of per-round ratios.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import redis
+
+from .apps import DENYLIST_PREFIX, SESSION_KEY, TOKEN_TTL
+from .loadgen import LoadResult, run_load, run_pair
+from .redisutil import RedisCounter, Usage, fill_revoked, process_cpu_s, seed_sessions
+from .server import ROOT, Servers, Stack
+from .settings import Settings
+from .stats import median, paired_ratio, percentiles_ms
+from .traffic import KINDS, TOKEN, get_request, logout_request, logout_token, session_id
+from .variants import VARIANTS
+
+__all__ = ["Bench", "ExistsRow", "ServerRow", "logout", "passthrough", "scaling"]
+
+Log = Callable[[str], None]
+
+#: How the report names the servers.
+STACK_LABELS = {"asgi": "ASGI, uvicorn", "wsgi": "WSGI, waitress + Flask", "redis-py": "no HTTP"}
+
+
+@dataclass
+class ServerRow:
+    """One measured series: a (section, stack, kind, variant) over all its rounds.
+
+    ``ratio`` is requests/s relative to ``baseline`` (median of per-round ratios);
+    ``cpu_us`` is the server process's CPU time per request and ``cpu_ratio`` the same
+    relative to the baseline (totals over the rounds). ``redis`` holds Redis's work per
+    request: ``round_trips``, ``commands`` and each command's calls.
+    """
+
+    section: str
+    stack: str
+    kind: str
+    variant: str
+    label: str
+    concurrency: int
+    baseline: str
+    expected_status: int
+    revoked_keys: int | None = None
+    rps_rounds: list[float] = field(default_factory=list)
+    rps: float = 0.0
+    ratio: float = 1.0
+    p50_ms: float = math.nan
+    p90_ms: float = math.nan
+    p99_ms: float = math.nan
+    cpu_us: float = math.nan
+    cpu_ratio: float = math.nan
+    requests: int = 0
+    unexpected: int = 0
+    redis: dict[str, float] = field(default_factory=dict)
+    redis_usec_per_exists: float = math.nan
+    verified: bool | None = None
+    #: Side by side: rounds in which this server and the baseline's were loaded at the
+    #: same time, sharing the server CPU; req/s ratio per round, its median, and the
+    #: ratio of CPU time per request over those rounds.
+    paired_rounds: list[float] = field(default_factory=list)
+    paired_ratio: float = math.nan
+    paired_cpu_ratio: float = math.nan
+
+
+@dataclass
+class ExistsRow:
+    """Scaling, measured directly: one ``EXISTS`` from redis-py, round trip and server time."""
+
+    revoked_keys: int
+    case: str
+    client_us: float
+    redis_usec: float
+
+
+class _Series:
+    """Collects the rounds of one :class:`ServerRow`."""
+
+    def __init__(self, row: ServerRow) -> None:
+        self.row = row
+        self.latencies: list[int] = []
+        self.usage = Usage()
+        self.cpu_s = 0.0
+        self.cpu_known = True
+        # Side by side: [own CPU s, own requests, baseline CPU s, baseline requests].
+        self.pair_cpu = [0.0, 0, 0.0, 0]
+        self.pair_cpu_known = True
+
+    def add_pair(
+        self,
+        base: LoadResult,
+        own: LoadResult,
+        base_cpu: float | None,
+        own_cpu: float | None,
+        base_status: int = 200,
+    ) -> None:
+        """One side-by-side round against the baseline (which answers ``base_status``)."""
+        row = self.row
+        if base.rps > 0:
+            row.paired_rounds.append(own.rps / base.rps)
+        row.unexpected += own.unexpected(row.expected_status)
+        row.unexpected += base.unexpected(base_status)
+        if own_cpu is None or base_cpu is None:
+            self.pair_cpu_known = False
+        else:
+            self.pair_cpu[0] += own_cpu
+            self.pair_cpu[1] += own.requests
+            self.pair_cpu[2] += base_cpu
+            self.pair_cpu[3] += base.requests
+
+    def add(self, result: LoadResult, usage: Usage, cpu_s: float | None) -> None:
+        row = self.row
+        row.rps_rounds.append(result.rps)
+        row.requests += result.requests
+        row.unexpected += result.unexpected(row.expected_status)
+        self.latencies += result.latencies_ns
+        self.usage = self.usage + usage
+        if cpu_s is None:
+            self.cpu_known = False
+        else:
+            self.cpu_s += cpu_s
+
+    def finish(self, baseline: _Series | None) -> ServerRow:
+        row = self.row
+        row.rps = median(row.rps_rounds)
+        if baseline is not None:
+            row.ratio = paired_ratio(row.rps_rounds, baseline.row.rps_rounds)
+        for name, value in percentiles_ms(self.latencies).items():
+            setattr(row, f"{name}_ms", value)
+        if self.cpu_known and row.requests:
+            row.cpu_us = self.cpu_s / row.requests * 1e6
+            if baseline is not None and baseline.row.requests and baseline.cpu_known:
+                base = baseline.cpu_s / baseline.row.requests * 1e6
+                row.cpu_ratio = row.cpu_us / base if base > 0 else math.nan
+        row.redis = self.usage.per(row.requests)
+        if row.paired_rounds:
+            row.paired_ratio = median(row.paired_rounds)
+            own_cpu, own_n, base_cpu, base_n = self.pair_cpu
+            if self.pair_cpu_known and own_n and base_n and base_cpu > 0:
+                row.paired_cpu_ratio = (own_cpu / own_n) / (base_cpu / base_n)
+        calls = self.usage.calls.get("exists", 0)
+        if calls:
+            row.redis_usec_per_exists = self.usage.usec.get("exists", 0) / calls
+        return row
+
+
+@dataclass
+class Bench:
+    """What the server sections share."""
+
+    settings: Settings
+    redis_url: str
+    admin: redis.Redis
+    counter: RedisCounter
+    servers: Servers
+    server_cpu: int | None
+    log: Log
+    nonce: str = field(default_factory=lambda: f"{int(time.time()) % 100_000:05d}")
+    next_logout: int = 0
+
+    def run(
+        self,
+        stack: Stack,
+        app: str,
+        make: Callable[[int], bytes],
+        *,
+        concurrency: int,
+        duration: float,
+    ) -> tuple[LoadResult, Usage, float | None]:
+        """One measured run against a server; Redis usage and server CPU seconds."""
+        server = self.servers.servers[stack, app]
+        pid = server.process.pid
+        with self.counter.measure() as usage:
+            cpu_before = process_cpu_s(pid)
+            result = run_load(server.port, make, concurrency=concurrency, duration=duration)
+            cpu_after = process_cpu_s(pid)
+        cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+        return result, usage, cpu
+
+    def run_pair(
+        self,
+        stack: Stack,
+        base: tuple[str, Callable[[int], bytes]],
+        own: tuple[str, Callable[[int], bytes]],
+        *,
+        concurrency: int,
+        duration: float,
+    ) -> tuple[LoadResult, LoadResult, float | None, float | None]:
+        """Two servers loaded at the same time (sharing the server CPU); their results and
+        CPU seconds."""
+        servers = [self.servers.servers[stack, app] for app in (base[0], own[0])]
+        before = [process_cpu_s(s.process.pid) for s in servers]
+        first, second = run_pair(
+            (servers[0].port, base[1]),
+            (servers[1].port, own[1]),
+            concurrency=concurrency,
+            duration=duration,
+        )
+        after = [process_cpu_s(s.process.pid) for s in servers]
+        cpu = [
+            None if b is None or a is None else a - b for b, a in zip(before, after, strict=True)
+        ]
+        return first, second, cpu[0], cpu[1]
+
+    def warm(
+        self, stack: Stack, app: str, make: Callable[[int], bytes], concurrency: int
+    ) -> LoadResult:
+        """An unmeasured run: connections and pools filled, code paths warm."""
+        port = self.servers.port(stack, app)
+        return run_load(port, make, concurrency=concurrency, duration=self.settings.warmup)
+
+
+def _rotate(items: Sequence[str], by: int) -> list[str]:
+    shift = by % len(items)
+    return [*items[shift:], *items[:shift]]
+
+
+def _fixed(data: bytes) -> Callable[[int], bytes]:
+    def make(number: int) -> bytes:
+        del number
+        return data
+
+    return make
+
+
+# -- pass-through --------------------------------------------------------------------
+
+
+def passthrough_apps(stack: Stack) -> list[tuple[str, str]]:
+    """``(app, label)`` compared for ``stack``: bare first, then each variant, then the
+    alternative (ASGI: ``BaseHTTPMiddleware``)."""
+    found = [("bare", "bare app")] + [(v.name, v.label) for v in VARIANTS]
+    if stack == "asgi":
+        found.append(("basehttp", "Starlette BaseHTTPMiddleware"))
+    return found
+
+
+def passthrough(bench: Bench) -> list[ServerRow]:
+    """Requests/s, latency, CPU and Redis work of pass-through requests, every stack, kind
+    and variant, against the bare app in the same rounds (plus an A/A control).
+
+    Two kinds of rounds: alone (each server loaded in turn: req/s, latency, CPU, Redis
+    round trips) and side by side (the bare app's server and the other loaded at the same
+    time on the one server CPU: their req/s ratio, which the machine's drift cannot skew).
+    """
+    settings = bench.settings
+    rows: list[ServerRow] = []
+    for stack in ("asgi", "wsgi"):
+        for kind in KINDS:
+            candidates = passthrough_apps(stack)
+            if kind == "none":
+                candidates.append(("bare-aa", "bare app again (A/A control)"))
+            series: dict[str, _Series] = {}
+            makers: dict[str, Callable[[int], bytes]] = {}
+            for app, label in candidates:
+                port = bench.servers.port(stack, app)
+                makers[app] = _fixed(get_request(kind, f"127.0.0.1:{port}"))
+                row = ServerRow(
+                    "passthrough", stack, kind, app, label, settings.concurrency, "bare", 200
+                )
+                series[app] = _Series(row)
+                bench.warm(stack, app, makers[app], settings.concurrency)
+            names = [app for app, _ in candidates]
+            for round_ in range(settings.rounds):
+                for app in _rotate(names, round_):
+                    series[app].add(
+                        *bench.run(
+                            stack,
+                            app,
+                            makers[app],
+                            concurrency=settings.concurrency,
+                            duration=settings.duration,
+                        )
+                    )
+            others = names[1:]
+            for round_ in range(settings.paired_rounds):
+                for app in _rotate(others, round_):
+                    series[app].add_pair(
+                        *bench.run_pair(
+                            stack,
+                            ("bare", makers["bare"]),
+                            (app, makers[app]),
+                            concurrency=settings.concurrency,
+                            duration=settings.paired_duration,
+                        )
+                    )
+            for app in names:
+                row = series[app].finish(series["bare"])
+                if app == "bare":
+                    row.paired_ratio = row.paired_cpu_ratio = 1.0
+                rows.append(row)
+                bench.log(
+                    f"  pass-through {stack} {kind:6} {app:10} {row.rps:8.0f} req/s "
+                    f"x{row.ratio:.3f} alone, x{row.paired_ratio:.3f} side by side, "
+                    f"cpu x{row.cpu_ratio:.3f}/x{row.paired_cpu_ratio:.3f}  "
+                    f"p99 {row.p99_ms:.2f} ms  redis rt/req {row.redis.get('round_trips', 0):.2f}"
+                )
+    return rows
+
+
+# -- logout --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogoutImpl:
+    """One way of logging out that the section compares."""
+
+    key: str
+    label: str
+    stack: str
+    app: str
+    path: str
+
+
+def logout_impls() -> list[LogoutImpl]:
+    found: list[LogoutImpl] = []
+    for v in VARIANTS:
+        found.append(LogoutImpl(f"{v.name}-asgi", f"{v.label}, ASGI", "asgi", v.name, "/logout"))
+        found.append(LogoutImpl(f"{v.name}-wsgi", f"{v.label}, WSGI", "wsgi", v.name, "/logout"))
+    found += [
+        LogoutImpl(
+            "fastapi-route", "FastAPI route, one pipeline", "asgi", "fastapi-routes", "/logout"
+        ),
+        LogoutImpl(
+            "fastapi-naive",
+            "FastAPI route, a call per command",
+            "asgi",
+            "fastapi-routes",
+            "/logout-naive",
+        ),
+        LogoutImpl("flask-route", "Flask route, one pipeline", "wsgi", "flask-routes", "/logout"),
+        LogoutImpl(
+            "flask-naive",
+            "Flask route, a call per command",
+            "wsgi",
+            "flask-routes",
+            "/logout-naive",
+        ),
+        LogoutImpl("floor", "redis-py alone (floor)", "redis-py", "floor", ""),
+    ]
+    return found
+
+
+def _verify(admin: redis.Redis, first: int, issued: int, nonce: str) -> bool:
+    """Whether sampled logouts of a run deleted their session and revoked their token."""
+    if issued <= 0:
+        return False
+    step = max(1, issued // 10)
+    for number in range(first, first + issued, step):
+        if admin.exists(SESSION_KEY.format(sid=session_id(number))):
+            return False
+        token = logout_token(number, nonce)
+        if not admin.exists(DENYLIST_PREFIX + hashlib.sha256(token.encode()).hexdigest()):
+            return False
+    return True
+
+
+@dataclass
+class _FloorRun:
+    result: LoadResult
+    usage: Usage
+    cpu_s: float
+    #: The number of the first measured logout (the warm-up used the ones before it).
+    first: int
+
+
+def _floor_run(bench: Bench, first: int, seconds: float) -> _FloorRun:
+    """One run of :mod:`benchmarks.floor` in its own process on the server CPU."""
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.floor",
+        "--redis-url",
+        bench.redis_url,
+        "--concurrency",
+        str(bench.settings.concurrency),
+        "--duration",
+        str(seconds),
+        "--start",
+        str(first),
+        "--nonce",
+        bench.nonce,
+    ]
+    if bench.server_cpu is not None:
+        command += ["--cpu", str(bench.server_cpu)]
+    with subprocess.Popen(
+        command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        ready = process.stdout.readline().strip()
+        if ready != "ready":
+            process.kill()
+            raise RuntimeError(f"benchmarks.floor did not start: {ready!r}")
+        with bench.counter.measure() as usage:
+            process.stdin.write("go\n")
+            process.stdin.flush()
+            line = process.stdout.readline()
+        process.stdin.close()
+        process.wait(timeout=30)
+    data = json.loads(line)
+    requests = int(data["requests"])
+    result = LoadResult(
+        requests=requests,
+        issued=int(data["issued"]),
+        elapsed_s=float(data["elapsed_s"]),
+        statuses=Counter({303: requests}),
+        errors=0,
+        latencies_ns=list(data["latencies_ns"]),
+    )
+    return _FloorRun(result, usage, float(data["cpu_s"]), int(data["first"]))
+
+
+def logout(bench: Bench) -> list[ServerRow]:
+    """Requests/s, latency and Redis round trips of ``POST /logout``: this middleware,
+    hand-written Flask and FastAPI routes, and redis-py alone, in alternating rounds.
+
+    Every logout has its own session (seeded in Redis beforehand) and its own token;
+    samples of each run are checked afterwards: session deleted, token revoked."""
+    settings = bench.settings
+    impls = logout_impls()
+    series = {
+        impl.key: _Series(
+            ServerRow(
+                "logout",
+                impl.stack,
+                "logout",
+                impl.key,
+                impl.label,
+                settings.concurrency,
+                "floor",
+                303,
+            )
+        )
+        for impl in impls
+    }
+    verified = {impl.key: True for impl in impls}
+    rate = {impl.key: 10_000.0 for impl in impls}  # a guess of req/s, to seed sessions
+
+    def one(impl: LogoutImpl, *, warm: bool) -> None:
+        seconds = settings.warmup if warm else settings.logout_duration
+        first = bench.next_logout
+        extra = 0.3 if impl.stack == "redis-py" else 0.0  # the floor warms up first
+        seed_sessions(bench.admin, first, first + int(rate[impl.key] * (seconds + extra) * 2) + 100)
+        usage: Usage = Usage()
+        cpu: float | None = None
+        if impl.stack == "redis-py":
+            floor = _floor_run(bench, first, seconds)
+            result, usage, cpu, first = floor.result, floor.usage, floor.cpu_s, floor.first
+        else:
+            stack: Stack = "asgi" if impl.stack == "asgi" else "wsgi"
+            host = f"127.0.0.1:{bench.servers.port(stack, impl.app)}"
+            begin = first
+
+            def make(number: int) -> bytes:
+                return logout_request(begin + number, host, impl.path, bench.nonce)
+
+            if warm:
+                result = bench.warm(stack, impl.app, make, settings.concurrency)
+            else:
+                result, usage, cpu = bench.run(
+                    stack, impl.app, make, concurrency=settings.concurrency, duration=seconds
+                )
+        bench.next_logout = first + result.issued
+        rate[impl.key] = max(rate[impl.key], result.rps)
+        if warm:
+            return
+        ok = result.unexpected(303) == 0 and _verify(bench.admin, first, result.issued, bench.nonce)
+        verified[impl.key] = verified[impl.key] and ok
+        series[impl.key].add(result, usage, cpu)
+
+    for impl in impls:
+        one(impl, warm=True)
+    keys = [impl.key for impl in impls]
+    by_key = {impl.key: impl for impl in impls}
+    for round_ in range(settings.logout_rounds):
+        for key in _rotate(keys, round_):
+            one(by_key[key], warm=False)
+    rows: list[ServerRow] = []
+    for impl in impls:
+        row = series[impl.key].finish(series["floor"])
+        row.verified = verified[impl.key]
+        rows.append(row)
+        bench.log(
+            f"  logout {impl.key:15} {row.rps:8.0f} req/s  x{row.ratio:.3f} of floor  "
+            f"p99 {row.p99_ms:.2f} ms  redis rt/logout {row.redis.get('round_trips', 0):.2f}  "
+            f"verified {row.verified}"
+        )
+    return rows
+
+
+# -- scaling -------------------------------------------------------------------------
+
+
+def _exists_direct(bench: Bench, key: str, calls: int) -> tuple[float, float]:
+    """Microseconds per ``EXISTS key`` from redis-py (round trip), and Redis's own."""
+    admin = bench.admin
+    admin.exists(key)
+    with bench.counter.measure() as usage:
+        began = time.perf_counter_ns()
+        for _ in range(calls):
+            admin.exists(key)
+        spent = time.perf_counter_ns() - began
+    redis_calls = usage.calls.get("exists", 0)
+    redis_usec = usage.usec.get("exists", 0) / redis_calls if redis_calls else math.nan
+    return spent / calls / 1e3, redis_usec
+
+
+def scaling(bench: Bench) -> tuple[list[ServerRow], list[ExistsRow]]:
+    """The revocation check as revoked keys (1, 10^4, 10^6) and concurrency grow: ASGI,
+    bearer requests whose token is not revoked (``miss``: passed to the app) and is
+    revoked (``hit``: 401), against the bare app given the same requests; alone and side
+    by side, as :func:`passthrough`.
+
+    The denylist is filled with keys shaped as the middleware writes them (prefix +
+    64 hex digits, with a TTL); exactly one of them is the revoked token used by ``hit``.
+    """
+    settings = bench.settings
+    admin = bench.admin
+    admin.flushdb()
+    revoked = "revoked-" + TOKEN
+    revoked_key = DENYLIST_PREFIX + hashlib.sha256(revoked.encode()).hexdigest()
+    admin.set(revoked_key, b"1", ex=TOKEN_TTL * 24)
+    misses = [f"live{n:04d}-{TOKEN}" for n in range(256)]
+    miss_key = DENYLIST_PREFIX + hashlib.sha256(misses[0].encode()).hexdigest()
+    filled = 1
+
+    cases: list[tuple[str, str, str, int]] = [("bare", "miss", "bare app", 200)]
+    for v in VARIANTS:
+        cases += [(v.name, "miss", f"{v.label}, token not revoked", 200)]
+        cases += [(v.name, "hit", f"{v.label}, token revoked", 401)]
+
+    def maker(app: str, case: str) -> Callable[[int], bytes]:
+        host = f"127.0.0.1:{bench.servers.port('asgi', app)}"
+        if case == "hit":
+            return _fixed(get_request("bearer", host, token=revoked))
+        pool = [get_request("bearer", host, token=token) for token in misses]
+        return lambda number: pool[number % len(pool)]
+
+    makers = {(app, case): maker(app, case) for app, case, _, _ in cases}
+    rows: list[ServerRow] = []
+    exists_rows: list[ExistsRow] = []
+    warmed: set[tuple[str, str, int]] = set()
+    for size in settings.scaling_sizes:
+        if size > filled:
+            began = time.monotonic()
+            fill_revoked(admin, DENYLIST_PREFIX, filled, size, TOKEN_TTL * 24)
+            bench.log(f"  scaling: {size} revoked keys ({time.monotonic() - began:.1f} s to fill)")
+            filled = size
+        for case, key in (("miss", miss_key), ("hit", revoked_key)):
+            client_us, redis_usec = _exists_direct(bench, key, settings.exists_calls)
+            exists_rows.append(ExistsRow(size, case, client_us, redis_usec))
+        for concurrency in settings.scaling_concurrency:
+            series: dict[tuple[str, str], _Series] = {}
+            for app, case, label, status in cases:
+                series[app, case] = _Series(
+                    ServerRow(
+                        "scaling", "asgi", case, app, label, concurrency, "bare", status, size
+                    )
+                )
+                if (app, case, concurrency) not in warmed:
+                    bench.warm("asgi", app, makers[app, case], concurrency)
+                    warmed.add((app, case, concurrency))
+            order = [f"{app}\0{case}" for app, case, _, _ in cases]
+            for round_ in range(settings.scaling_rounds):
+                for item in _rotate(order, round_):
+                    app, case = item.split("\0")
+                    series[app, case].add(
+                        *bench.run(
+                            "asgi",
+                            app,
+                            makers[app, case],
+                            concurrency=concurrency,
+                            duration=settings.scaling_duration,
+                        )
+                    )
+            others = order[1:]
+            for round_ in range(settings.scaling_paired_rounds):
+                for item in _rotate(others, round_):
+                    app, case = item.split("\0")
+                    series[app, case].add_pair(
+                        *bench.run_pair(
+                            "asgi",
+                            ("bare", makers["bare", "miss"]),
+                            (app, makers[app, case]),
+                            concurrency=concurrency,
+                            duration=settings.scaling_duration,
+                        )
+                    )
+            for app, case, _, _ in cases:
+                row = series[app, case].finish(series["bare", "miss"])
+                if app == "bare":
+                    row.paired_ratio = row.paired_cpu_ratio = 1.0
+                rows.append(row)
+                bench.log(
+                    f"  scaling {size:>9} keys  c={concurrency:<3} {app:8} {case:4} "
+                    f"{row.rps:8.0f} req/s  x{row.ratio:.3f} alone, x{row.paired_ratio:.3f} "
+                    f"side by side  p99 {row.p99_ms:.2f} ms  "
+                    f"redis {row.redis_usec_per_exists:.2f} us/EXISTS"
+                )
+    return rows, exists_rows

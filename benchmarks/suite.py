@@ -1,0 +1,171 @@
+"""The command line: ``python -m benchmarks [--smoke] [--out DIR] ...``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from . import report
+from .inprocess import run_inprocess
+from .redisutil import RedisCounter, bench_redis, pin_pid
+from .report import Results
+from .sections import Bench, logout, passthrough, scaling
+from .server import Servers, Stack, pin
+from .settings import FULL, SMOKE
+from .variants import VARIANTS
+
+__all__ = ["DEFAULT_OUT", "SECTIONS", "main"]
+
+SECTIONS = ("inprocess", "passthrough", "logout", "scaling")
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+README = Path(__file__).resolve().parent / "README.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+_T0 = time.monotonic()
+
+
+def _log(message: str) -> None:
+    print(f"[{time.monotonic() - _T0:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _placement(enabled: bool) -> tuple[int | None, int | None, str]:
+    """``(server CPU, client CPU, description)``; None when not pinning."""
+    if not enabled or not hasattr(os, "sched_getaffinity"):
+        return None, None, "not pinned"
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None, "not pinned (one usable CPU)"
+    server, client = cpus[0], cpus[1]
+    return (
+        server,
+        client,
+        f"servers (and in-process runs) on CPU {server}; load generator and Redis on CPU {client}",
+    )
+
+
+def _servers_needed(sections: set[str]) -> list[tuple[Stack, str]]:
+    wanted: list[tuple[Stack, str]] = []
+    if "passthrough" in sections:
+        wanted += [("asgi", "bare"), ("asgi", "bare-aa"), ("asgi", "basehttp")]
+        wanted += [("wsgi", "bare"), ("wsgi", "bare-aa")]
+    if {"passthrough", "logout", "scaling"} & sections:
+        wanted += [("asgi", v.name) for v in VARIANTS]
+    if {"passthrough", "logout"} & sections:
+        wanted += [("wsgi", v.name) for v in VARIANTS]
+    if "logout" in sections:
+        wanted += [("asgi", "fastapi-routes"), ("wsgi", "flask-routes")]
+    if "scaling" in sections:
+        wanted += [("asgi", "bare")]
+    return list(dict.fromkeys(wanted))
+
+
+def update_readme(md: str, readme: Path = README) -> bool:
+    """Replace the README's results block with the headline, targets and first chart."""
+    text = readme.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        return False
+    lines = md.splitlines()
+    keep: list[str] = []
+    taking = False
+    for line in lines:
+        if line.startswith("## Headline"):
+            taking = True
+            continue
+        if line.startswith("## 1."):
+            break
+        if taking:
+            if line.startswith("![passthrough.png]"):
+                keep.append("![pass-through overhead](results/passthrough.png)")
+            elif not line.startswith("!["):
+                keep.append(line.replace("## Targets", "### Targets"))
+    block = "\n".join(keep).strip()
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    readme.write_text(f"{head}{START}\n{block}\n{END}{tail}", encoding="utf-8")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Measure logout-middleware against bare apps and hand-written logout.",
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny counts: checks it runs")
+    parser.add_argument("--out", type=Path, default=None, help=f"default: {DEFAULT_OUT}")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated: {','.join(SECTIONS)}"
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    parser.add_argument("--http", default="auto", help="uvicorn --http (auto, h11, httptools)")
+    parser.add_argument(
+        "--update-readme", action="store_true", help="copy the headline into benchmarks/README.md"
+    )
+    args = parser.parse_args(argv)
+    sections = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = sections - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    settings = SMOKE if args.smoke else FULL
+    out: Path = args.out or DEFAULT_OUT
+    began = time.monotonic()
+    server_cpu, client_cpu, placement = _placement(not args.no_pin)
+
+    with bench_redis() as (url, owned):
+        admin = redis.Redis.from_url(url)
+        admin.flushdb()
+        if owned and client_cpu is not None:
+            pin_pid(int(admin.info("server")["process_id"]), client_cpu)
+        meta: dict[str, Any] = {
+            "started": report.now(),
+            "command": report.python_command(),
+            "settings": dataclasses.asdict(settings),
+            "sections": sorted(sections),
+            "placement": placement,
+            "variants": [{"name": v.name, "label": v.label} for v in VARIANTS],
+            "machine": report.machine(str(admin.info("server")["redis_version"]), args.http),
+        }
+        results = Results(meta)
+        _log(f"logout-middleware benchmarks ({'smoke' if settings.smoke else 'full'}) -> {out}")
+        if "inprocess" in sections:
+            _log("in-process pass-through ...")
+            pin(server_cpu)
+            results.inprocess = run_inprocess(settings, url, _log)
+        pin(client_cpu)
+        server_sections = sections - {"inprocess"}
+        if server_sections:
+            with Servers(url, cpu=None, http=args.http) as servers:
+                _log("starting servers ...")
+                servers.start(_servers_needed(server_sections))
+                if server_cpu is not None:
+                    for server in servers.servers.values():
+                        pin_pid(server.process.pid, server_cpu)
+                bench = Bench(settings, url, admin, RedisCounter(admin), servers, server_cpu, _log)
+                if "passthrough" in sections:
+                    _log("pass-through through servers ...")
+                    results.passthrough = passthrough(bench)
+                if "logout" in sections:
+                    _log("logout ...")
+                    results.logout = logout(bench)
+                if "scaling" in sections:
+                    _log("scaling ...")
+                    results.scaling, results.exists = scaling(bench)
+        admin.flushdb()
+        admin.close()
+    meta["elapsed_s"] = time.monotonic() - began
+    if hasattr(os, "getloadavg"):
+        meta["machine"]["loadavg_end"] = list(os.getloadavg())
+    written = report.write(results, out)
+    if args.update_readme and update_readme((out / "results.md").read_text(encoding="utf-8")):
+        _log(f"updated {README}")
+    _log(f"done in {meta['elapsed_s']:.0f} s; wrote " + ", ".join(str(p) for p in written))
+    for target in report.targets(results):
+        _log(f"  {target.status.upper():13} {target.name}: {target.detail}")
+    return 0

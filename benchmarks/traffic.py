@@ -1,0 +1,136 @@
+"""The requests the suite sends: the same headers in-process and over the wire.
+
+Three kinds of pass-through request, each a typical browser-like GET:
+
+* ``none``: no credentials;
+* ``cookie``: a session cookie (the middleware must not touch Redis for it);
+* ``bearer``: ``Authorization: Bearer`` with a token that is not revoked, so the
+  middleware makes its one ``EXISTS`` and passes the request on.
+
+and the logout request, a ``POST /logout`` with a session cookie and a bearer token,
+each unique per request so that every logout deletes a real session key and revokes a
+new token.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Literal
+
+__all__ = [
+    "KINDS",
+    "TOKEN",
+    "Kind",
+    "asgi_scope",
+    "get_request",
+    "headers",
+    "logout_request",
+    "logout_token",
+    "session_id",
+    "wsgi_environ",
+]
+
+Kind = Literal["none", "cookie", "bearer"]
+KINDS: tuple[Kind, ...] = ("none", "cookie", "bearer")
+
+#: The session id of ``cookie`` requests and the token of ``bearer`` requests: 43
+#: characters, as ``secrets.token_urlsafe(32)`` makes. The token is never revoked.
+SESSION_ID = "Jx0Qm3b6yJ7aLw2cD9kP4sV8nR1tF5gH6uE0iO3pZ7q"
+TOKEN = "vB7kQ2mX9pL4nR8sT1wY6zA3cE5gJ0hU2iK7oM9qS4d"  # noqa: S105 (made up)
+
+_BASE = (
+    ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+    ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+    ("Accept-Language", "en-US,en;q=0.5"),
+    ("Accept-Encoding", "gzip, deflate, br"),
+    ("Connection", "keep-alive"),
+)
+
+
+def headers(kind: Kind, host: str, token: str = TOKEN) -> list[tuple[str, str]]:
+    """The request headers of a pass-through request of ``kind``."""
+    found = [("Host", host), *_BASE]
+    if kind == "cookie":
+        found.append(("Cookie", f"session={SESSION_ID}; theme=dark"))
+    elif kind == "bearer":
+        found.append(("Authorization", f"Bearer {token}"))
+    return found
+
+
+def _http(method: str, path: str, pairs: list[tuple[str, str]]) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", *(f"{k}: {v}" for k, v in pairs), "", ""]
+    return "\r\n".join(lines).encode("latin-1")
+
+
+def get_request(kind: Kind, host: str, path: str = "/", token: str = TOKEN) -> bytes:
+    """The raw HTTP/1.1 bytes of a pass-through ``GET``."""
+    return _http("GET", path, headers(kind, host, token))
+
+
+def session_id(number: int) -> str:
+    """The session id of logout number ``number`` (its key is ``session:<id>``)."""
+    return f"bench{number:010d}"
+
+
+def logout_token(number: int, nonce: str = "") -> str:
+    """The bearer token that logout number ``number`` revokes (``nonce``: per run)."""
+    return f"tok{nonce}{number:012d}{TOKEN[:24]}"
+
+
+def logout_request(number: int, host: str, path: str = "/logout", nonce: str = "") -> bytes:
+    """The raw bytes of logout number ``number``: unique session cookie and token."""
+    pairs = [
+        ("Host", host),
+        *_BASE,
+        ("Cookie", f"session={session_id(number)}; theme=dark"),
+        ("Authorization", f"Bearer {logout_token(number, nonce)}"),
+        ("Content-Length", "0"),
+    ]
+    return _http("POST", path, pairs)
+
+
+def asgi_scope(kind: Kind, path: str = "/") -> dict[str, Any]:
+    """An ASGI HTTP scope for a pass-through request of ``kind``, as uvicorn builds it."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "scheme": "http",
+        "method": "GET",
+        "root_path": "",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in headers(kind, "127.0.0.1:8000")
+        ],
+        "state": {},
+    }
+
+
+def wsgi_environ(kind: Kind, path: str = "/") -> dict[str, Any]:
+    """A WSGI environ for a pass-through request of ``kind``, as waitress builds it."""
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "REMOTE_PORT": "50000",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    for name, value in headers(kind, "127.0.0.1:8000"):
+        environ["HTTP_" + name.upper().replace("-", "_")] = value
+    return environ
