@@ -532,8 +532,14 @@ def scaling(bench: Bench) -> tuple[list[ServerRow], list[ExistsRow]]:
     admin = bench.admin
     admin.flushdb()
     revoked = "revoked-" + TOKEN
-    revoked_key = DENYLIST_PREFIX + hashlib.sha256(revoked.encode()).hexdigest()
-    admin.set(revoked_key, b"1", ex=TOKEN_TTL * 24)
+    revoked_hash = hashlib.sha256(revoked.encode()).hexdigest()
+    revoked_key = DENYLIST_PREFIX + revoked_hash
+    # Revoked as a logout revokes: SET and the audit entry in one transaction, so that
+    # revocation caches already following the stream learn it too.
+    pipe = admin.pipeline(transaction=True)
+    pipe.set(revoked_key, b"1", ex=TOKEN_TTL * 24)
+    pipe.xadd("logout:events", {"token_hash": revoked_hash, "store": "ok"})
+    pipe.execute()
     misses = [f"live{n:04d}-{TOKEN}" for n in range(256)]
     miss_key = DENYLIST_PREFIX + hashlib.sha256(misses[0].encode()).hexdigest()
     filled = 1
