@@ -13,13 +13,16 @@ measured run, while no other client is active:
 The ``INFO`` calls that take the snapshots are measured once and subtracted. So are the
 reads of revocation-cache followers (``XREAD``, ``XREVRANGE``, ``SCAN``: one read each),
 which other server processes make when a logout's ``XADD`` wakes them: they are counted
-apart, as ``follower_reads``, the cost a revocation puts on every cached process.
+apart, as ``follower_reads``, the cost a revocation puts on every cached process. Both
+snapshots wait for every follower to be parked in its blocking ``XREAD``, so that each
+follower read inside the window matches one follower call inside it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +33,9 @@ import redis
 from logout_middleware.testing import redis_server
 
 __all__ = ["RedisCounter", "Usage", "bench_redis", "fill_revoked", "pin_pid", "seed_sessions"]
+
+#: How long :meth:`RedisCounter.measure` waits for the followers to park, seconds.
+SETTLE_S = 2.0
 
 #: Keys per Lua call when filling; each call blocks Redis for well under a second.
 FILL_BATCH = 50_000
@@ -158,18 +164,52 @@ class RedisCounter:
         usec = Counter({k: v - before.usec.get(k, 0) for k, v in after.usec.items()})
         return Usage(after.reads - before.reads, +calls, +usec)
 
+    def _blocked(self) -> int:
+        """Clients blocked in Redis now: the followers waiting in ``XREAD ... BLOCK``."""
+        info: dict[str, Any] = self.client.info("clients")
+        return int(info.get("blocked_clients", 0))
+
+    def _settle(self, target: int | None) -> tuple[int, int]:
+        """Wait (at most :data:`SETTLE_S`) until the number of blocked clients equals
+        ``target``, or, with ``target=None``, until it reads the same twice in a row.
+
+        Returns ``(blocked, polls)``: the last count seen and the ``INFO clients`` calls
+        made, each one read and one ``info`` call that the caller may have to remove."""
+        polls = 1
+        seen = self._blocked()
+        deadline = time.monotonic() + SETTLE_S
+        while time.monotonic() < deadline:
+            if target is not None and seen == target:
+                break
+            time.sleep(0.005)
+            polls += 1
+            now = self._blocked()
+            if target is None and now == seen:
+                break
+            seen = now
+        return seen, polls
+
     @contextlib.contextmanager
     def measure(self) -> Iterator[Usage]:
-        """Fill the yielded :class:`Usage` with what Redis did inside the block."""
+        """Fill the yielded :class:`Usage` with what Redis did inside the block.
+
+        A follower's blocking ``XREAD`` is counted as a read when it is sent but as a
+        call only when an entry (or its timeout) wakes it. So both snapshots are taken
+        with every follower parked in its ``XREAD``: then, inside the window, each
+        wake-up is exactly one follower read and one follower call, and the follower
+        reads can be removed from the round trips exactly."""
         found = Usage()
+        parked, _ = self._settle(None)
         before = self._snapshot()
         yield found
+        _, polls = self._settle(parked)
         after = self._snapshot()
         delta = self._diff(before, after)
+        delta.calls["info"] -= polls
         own = self._own
         found.calls = +Counter({k: v - own.calls.get(k, 0) for k, v in delta.calls.items()})
         found.follower_reads = sum(found.calls.get(name, 0) for name in FOLLOWER_COMMANDS)
-        found.reads = max(0, delta.reads - own.reads - found.follower_reads)
+        found.reads = max(0, delta.reads - polls - own.reads - found.follower_reads)
         found.usec = +Counter({k: v - own.usec.get(k, 0) for k, v in delta.usec.items()})
 
 
