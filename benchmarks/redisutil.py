@@ -11,11 +11,12 @@ measured run, while no other client is active:
   ``EXEC``, ``DEL``, ``SET``, ``XADD``...) and Redis's own time per ``EXISTS``.
 
 The ``INFO`` calls that take the snapshots are measured once and subtracted. So are the
-reads of revocation-cache followers (``XREAD``, ``XREVRANGE``, ``SCAN``: one read each),
-which other server processes make when a logout's ``XADD`` wakes them: they are counted
-apart, as ``follower_reads``, the cost a revocation puts on every cached process. Both
-snapshots wait for every follower to be parked in its blocking ``XREAD``, so that each
-follower read inside the window matches one follower call inside it.
+reads of revocation-cache followers (``XREAD``, ``XREVRANGE``, ``SCAN``, ``CLIENT ID``:
+one read each), which other server processes make when a logout's ``XADD`` wakes them
+(and at each reload): they are counted apart, as ``follower_reads``, the cost a
+revocation puts on every cached process. Both snapshots wait for every follower to be
+parked in its blocking ``XREAD``, so that each follower read inside the window matches
+one follower call inside it.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ class Usage:
 
 
 #: Commands only the revocation cache's followers send.
-FOLLOWER_COMMANDS = ("xread", "xrevrange", "scan")
+FOLLOWER_COMMANDS = ("xread", "xrevrange", "scan", "client|id")
 
 
 class RedisCounter:

@@ -503,6 +503,48 @@ async def _sleep() -> None:
     await anyio.sleep(0.01)
 
 
+def connections(client: redis.Redis) -> int:
+    """Client connections Redis has open now (the asking one included)."""
+    return len(client.client_list())
+
+
+def test_close_ends_follower_and_its_connection(redis_url: str, redis_client: redis.Redis) -> None:
+    """Closing a caching store wakes its follower out of the blocking XREAD (5 s) and
+    closes the follower's connection along with the store's own, at once."""
+    alone = connections(redis_client)
+    cached = cached_store(redis.Redis.from_url(redis_url))
+    cached.is_revoked(revoke_key("warm-up"))
+    assert wait_for(lambda: cached.mirror is not None and cached.mirror.live)
+    assert connections(redis_client) == alone + 2  # the store's and the follower's
+    began = time.monotonic()
+    cached.close()
+    assert time.monotonic() - began < 2.0, "close() waited out the follower's XREAD"
+    assert wait_for(lambda: connections(redis_client) == alone, timeout=1.0)
+    assert cached.mirror is not None
+    assert not cached.mirror.live
+
+
+@pytest.mark.anyio
+async def test_async_close_ends_follower_and_its_connection(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    alone = connections(redis_client)
+    cached = AsyncRedisStore(
+        redis.asyncio.Redis.from_url(redis_url), cache_stream=STREAM, denylist_prefix=PREFIX
+    )
+    await cached.is_revoked(revoke_key("warm-up"))
+    mirror = cached.mirror
+    assert mirror is not None
+    deadline = time.monotonic() + 5
+    while not mirror.live and time.monotonic() < deadline:
+        await _sleep()
+    assert connections(redis_client) == alone + 2
+    await cached.aclose()
+    assert not mirror.live
+    # Redis drops a closed connection from CLIENT LIST when it reads the close.
+    assert wait_for(lambda: connections(redis_client) == alone, timeout=1.0)
+
+
 def test_sha_prefix_helper() -> None:
     """The keys used above are the prefix plus a 64-hex SHA-256, as the core makes them."""
     assert revoke_key("t") == PREFIX + hashlib.sha256(b"t").hexdigest()

@@ -61,6 +61,9 @@ logger = logging.getLogger("logout_middleware")
 
 #: How many failed logouts are kept while Redis is unreachable.
 DEFAULT_BACKLOG = 1000
+#: How long :meth:`RedisStore.close` waits for the follower thread to end, seconds.
+STOP_WAIT = 2.0
+
 #: How long one blocking ``XREAD`` of the mirror's follower waits, milliseconds.
 FOLLOW_BLOCK_MS = 5000
 #: How often a mirror reloads the whole denylist (dropping expired members), seconds.
@@ -243,14 +246,25 @@ def _stream_end(reply: Any) -> Any:
     return reply[0][0] if reply else b"0-0"
 
 
-def _follower_pool(client: Any, pool_class: Any) -> Any:
+def _follower_pool(client: Any, pool_class: Any, retry: Any) -> Any:
     """A one-connection pool for the follower: the client's settings, with a read
-    timeout longer than the blocking ``XREAD``."""
+    timeout longer than the blocking ``XREAD`` and no retry (``retry``, a redis-py
+    ``Retry`` with no retries: the follower's own loop reconnects, and a closed store's
+    follower must stop at the first error)."""
     pool = client.connection_pool
     kwargs = dict(pool.connection_kwargs)
     timeout = float(kwargs.get("socket_timeout") or 1.0)
     kwargs["socket_timeout"] = FOLLOW_BLOCK_MS / 1000 + timeout
+    kwargs["retry"] = retry
     return pool_class(connection_class=pool.connection_class, max_connections=1, **kwargs)
+
+
+def _client_id(client: redis.Redis) -> int | None:
+    """The connection's ``CLIENT ID``, or None where the ACL does not allow ``CLIENT``."""
+    try:
+        return int(client.client_id())
+    except redis.ResponseError:
+        return None
 
 
 def _options(config: LogoutConfig) -> dict[str, Any]:
@@ -309,6 +323,7 @@ class RedisStore(_Shared):
         super().__init__(backlog, cache_stream, denylist_prefix)
         self.client = client
         self._follower: threading.Thread | None = None
+        self._follower_id: int | None = None
         self._follower_pid = 0
         self._stop = threading.Event()
 
@@ -363,19 +378,21 @@ class RedisStore(_Shared):
         self._follower_pid = os.getpid()
         if self.mirror is None or self._stream is None:
             return
+        pool = _follower_pool(self.client, redis.ConnectionPool, Retry(NoBackoff(), 0))
         self._follower = threading.Thread(
             target=self._follow,
-            args=(self.mirror, self._stream),
+            args=(self.mirror, self._stream, pool),
             name="logout-denylist",
             daemon=True,
         )
         self._follower.start()
 
-    def _follow(self, mirror: DenylistMirror, stream: str) -> None:
-        client = redis.Redis(connection_pool=_follower_pool(self.client, redis.ConnectionPool))
+    def _follow(self, mirror: DenylistMirror, stream: str, pool: redis.ConnectionPool) -> None:
+        client = redis.Redis(connection_pool=pool)
         try:
             while not self._stop.is_set():
                 try:
+                    self._follower_id = _client_id(client)
                     last = _stream_end(client.xrevrange(stream, count=1))
                     members = mirror.members_of(
                         client.scan_iter(match=mirror.glob(self._prefix), count=1000)
@@ -396,15 +413,30 @@ class RedisStore(_Shared):
                         for _name, entries in followed or ():
                             last = mirror.add_hashes(entries) or last
                 except (redis.RedisError, OSError) as exc:
+                    if self._stop.is_set():
+                        break
                     self._follower_failed(exc)
                     self._stop.wait(1.0)
         finally:
             mirror.live = False
-            client.close()
+            pool.disconnect()
 
     def close(self) -> None:
-        """Stop the mirror's follower (within one ``XREAD`` block) and close connections."""
+        """Stop the mirror's follower and close every connection, the follower's too.
+
+        ``CLIENT UNBLOCK`` wakes the follower out of its blocking ``XREAD``, so that it
+        ends (closing its connection) at once; this waits for it at most
+        :data:`STOP_WAIT` seconds. Where ``CLIENT`` is not allowed, the follower ends
+        within one ``XREAD`` block (:data:`FOLLOW_BLOCK_MS`) instead."""
         self._stop.set()
+        follower = self._follower
+        if follower is not None and follower is not threading.current_thread():
+            deadline = time.monotonic() + STOP_WAIT
+            while follower.is_alive() and time.monotonic() < deadline:
+                if self._follower_id is not None:
+                    with contextlib.suppress(redis.RedisError, OSError):
+                        self.client.client_unblock(self._follower_id)
+                follower.join(0.05)
         self.client.close()
 
 
@@ -475,9 +507,8 @@ class AsyncRedisStore(_Shared):
             return None
 
     async def _follow(self, mirror: DenylistMirror, stream: str) -> None:
-        client = redis.asyncio.Redis(
-            connection_pool=_follower_pool(self.client, redis.asyncio.ConnectionPool)
-        )
+        pool = _follower_pool(self.client, redis.asyncio.ConnectionPool, AsyncRetry(NoBackoff(), 0))
+        client = redis.asyncio.Redis(connection_pool=pool)
         try:
             while True:
                 try:
@@ -511,6 +542,7 @@ class AsyncRedisStore(_Shared):
         finally:
             mirror.live = False
             await client.aclose()
+            await pool.disconnect()
 
     async def aclose(self) -> None:
         """Stop the mirror's follower and close the client's connections."""
