@@ -87,20 +87,19 @@ class LogoutMiddleware:
             if core.matches(scope["path"], scope.get("root_path", "")):
                 await self._logout(scope, receive, send)
                 return
-            if core.checks_tokens:
-                # Scanned inline: a request without Authorization costs no coroutine.
-                for name, value in scope["headers"]:
-                    if name == b"authorization":
-                        refusal = await self._check_token(value)
-                        if refusal is not None:
-                            await _send(send, refusal)
-                            return
-        elif kind == "websocket" and core.checks_tokens:
+        elif kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        if core.checks_tokens:
+            # Scanned inline: a request without Authorization costs no coroutine.
             for name, value in scope["headers"]:
                 if name == b"authorization":
                     refusal = await self._check_token(value)
                     if refusal is not None:
-                        await _refuse_websocket(scope, receive, send, refusal)
+                        if kind == "http":
+                            await _send(send, refusal)
+                        else:
+                            await _refuse_websocket(scope, receive, send, refusal)
                         return
         await self.app(scope, receive, send)
 
@@ -194,30 +193,21 @@ async def _refuse_websocket(scope: Scope, receive: Receive, send: Send, refusal:
     if message["type"] != "websocket.connect":
         return
     if "websocket.http.response" in scope.get("extensions", {}):
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": refusal.status,
-                "headers": _raw_headers(refusal),
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": refusal.body})
+        await _send(send, refusal, "websocket.http.response")
     else:
         await send({"type": "websocket.close", "code": 1008, "reason": "invalid_token"})
 
 
-def _raw_headers(response: Response) -> list[tuple[bytes, bytes]]:
-    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
-
-
-async def _send(send: Send, response: Response) -> None:
+async def _send(send: Send, response: Response, kind: str = "http.response") -> None:
+    """Send ``response`` as ASGI ``<kind>.start`` and ``<kind>.body`` messages: ``kind``
+    is ``http.response``, or ``websocket.http.response`` to deny a websocket handshake."""
     await send(
         {
-            "type": "http.response.start",
+            "type": kind + ".start",
             "status": response.status,
             "headers": [
                 (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers
             ],
         }
     )
-    await send({"type": "http.response.body", "body": response.body})
+    await send({"type": kind + ".body", "body": response.body})
