@@ -32,14 +32,12 @@ SameSite = Literal["Strict", "Lax", "None"]
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 #: A path we can compare and put in a ``Location`` or ``Set-Cookie`` header verbatim.
 _PATH = re.compile(r"/[!$&'()*+,\-./0-9:;=@A-Z_a-z~%]*\Z")
-_HOST = re.compile(
-    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
-    r"(?::[0-9]{1,5})?\Z"
-)
+#: A DNS host name: dot-separated labels of letters, digits and inner hyphens (RFC 1123).
+_NAME = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+#: An allowed host: a host name with an optional port.
+_HOST = re.compile(_NAME + r"(?::[0-9]{1,5})?\Z")
 #: A cookie ``Domain``: a host name without a port (RFC 6265 section 5.2.3).
-_DOMAIN = re.compile(
-    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\Z"
-)
+_DOMAIN = re.compile(_NAME + r"\Z")
 _ORIGIN = re.compile(
     r"https?://[a-z0-9.\-]+(?::[0-9]{1,5})?\Z|https?://\[[0-9a-f:.]+\](?::[0-9]{1,5})?\Z"
 )
@@ -69,8 +67,9 @@ class ConfigError(ValueError):
     """
 
 
-#: Fields whose variable, set but empty, turns the feature off instead of taking the default.
-_EMPTY_MEANS_NONE = frozenset({"events_stream"})
+#: Fields whose variable, set but empty, turns the feature off (the field becomes "")
+#: instead of taking the default.
+_EMPTY_TURNS_OFF = frozenset({"events_stream"})
 #: Fields whose variable is not simply ``LOGOUT_`` + the upper-cased field name.
 _ENV_NAMES = {"on_get": "LOGOUT_GET"}
 
@@ -289,7 +288,7 @@ class LogoutConfig:
             raw = raw.strip()
             if raw:
                 values[f.name] = _parse(f.name, raw, f.default)
-            elif f.name in _EMPTY_MEANS_NONE:
+            elif f.name in _EMPTY_TURNS_OFF:
                 values[f.name] = ""
         values.update(overrides)
         return cls(**values)
