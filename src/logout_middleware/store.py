@@ -10,7 +10,7 @@ for ASGI) have the same two methods, as the ``limits`` and ``starsessions`` stor
   not undo the others.
 * ``is_revoked(key)``: one ``EXISTS``, or none with the revocation cache.
 
-With ``cache=True`` (``LOGOUT_REVOCATION_CACHE``) each process keeps a
+With a ``cache_stream`` (``LOGOUT_REVOCATION_CACHE``) each process keeps a
 :class:`DenylistMirror`: the denylist's members as 64-bit hash prefixes, loaded by
 ``SCAN`` and kept current by following the audit stream with a blocking ``XREAD``
 (every revocation's ``XADD`` is in the same transaction as its ``SET``). A token whose
@@ -42,7 +42,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import redis
 import redis.asyncio
@@ -190,6 +190,7 @@ class DenylistMirror:
     """
 
     def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
         self._start = len(prefix)
         self._members: set[int] = set()
         #: True while the mirror is complete and its follower connected.
@@ -206,7 +207,7 @@ class DenylistMirror:
 
     def add_key(self, key: str) -> None:
         """Record a denylist key this process just wrote."""
-        self._members.add(int(key[self._start : self._start + 16], 16))
+        self._members.add(self._member(key[self._start :]))
 
     def add_hashes(self, entries: Iterable[tuple[Any, Mapping[Any, Any]]]) -> Any:
         """Record the ``token_hash`` of audit stream entries; return the last entry id."""
@@ -235,28 +236,15 @@ class DenylistMirror:
         self._members = members
         self.live = True
 
-    def glob(self, prefix: str) -> str:
+    def glob(self) -> str:
         """The ``SCAN MATCH`` pattern for the denylist keys."""
-        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
+        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in self._prefix)
         return escaped + "*"
 
 
 def _stream_end(reply: Any) -> Any:
     """The id of the newest entry from an ``XREVRANGE ... COUNT 1`` reply, or ``0-0``."""
     return reply[0][0] if reply else b"0-0"
-
-
-def _follower_pool(client: Any, pool_class: Any, retry: Any) -> Any:
-    """A one-connection pool for the follower: the client's settings, with a read
-    timeout longer than the blocking ``XREAD`` and no retry (``retry``, a redis-py
-    ``Retry`` with no retries: the follower's own loop reconnects, and a closed store's
-    follower must stop at the first error)."""
-    pool = client.connection_pool
-    kwargs = dict(pool.connection_kwargs)
-    timeout = float(kwargs.get("socket_timeout") or 1.0)
-    kwargs["socket_timeout"] = FOLLOW_BLOCK_MS / 1000 + timeout
-    kwargs["retry"] = retry
-    return pool_class(connection_class=pool.connection_class, max_connections=1, **kwargs)
 
 
 def _client_id(client: redis.Redis) -> int | None:
@@ -275,16 +263,61 @@ def _options(config: LogoutConfig) -> dict[str, Any]:
     return options
 
 
-class _Shared:
-    """State both stores keep: the backlog, the warning throttle and the mirror."""
+_Store = TypeVar("_Store", bound="_Shared")
 
-    def __init__(self, backlog: int, cache_stream: str | None, denylist_prefix: str) -> None:
+
+class _Shared:
+    """What both stores share: their construction, the backlog, the warning throttle and
+    the mirror. A subclass names its redis-py flavour in ``_flavour``."""
+
+    #: redis-py's client, connection pool and retry classes: sync or ``redis.asyncio``.
+    _flavour: ClassVar[tuple[Any, Any, Any]]
+
+    def __init__(
+        self, client: Any, backlog: int, cache_stream: str | None, denylist_prefix: str
+    ) -> None:
+        self.client = client
         self._backlog = _Backlog(backlog)
         self._warn = _Throttle(WARN_EVERY)
         self._stream = cache_stream
-        self._prefix = denylist_prefix
         #: The revocation cache, or None when it is off.
         self.mirror = DenylistMirror(denylist_prefix) if cache_stream else None
+
+    @classmethod
+    def from_url(cls: type[_Store], url: str, *, timeout: float = 1.0, **kwargs: Any) -> _Store:
+        """A store on a new client for ``url`` (``redis://``, ``rediss://``, ``unix://``)
+        with ``timeout`` seconds to connect and read and one retry (to replace a stale
+        pooled connection). ``kwargs`` go to the store's constructor.
+
+        :raises ValueError: from redis-py, for a URL it cannot parse."""
+        client_class, _, retry_class = cls._flavour
+        client = client_class.from_url(
+            url, retry=retry_class(NoBackoff(), 1), **client_options(timeout)
+        )
+        return cls(client, **kwargs)
+
+    @classmethod
+    def from_config(cls: type[_Store], config: LogoutConfig, client: Any = None) -> _Store | None:
+        """The store ``config`` asks for, on ``client`` (a redis-py client of the store's
+        flavour) or on ``LOGOUT_REDIS_URL``; None when there is neither."""
+        options = _options(config)
+        if client is not None:
+            return cls(client, **options)
+        if config.redis_url:
+            return cls.from_url(config.redis_url, timeout=config.redis_timeout, **options)
+        return None
+
+    def _follower_pool(self) -> Any:
+        """A one-connection pool for the follower: the client's settings, with a read
+        timeout longer than the blocking ``XREAD`` and no retry (the follower's own loop
+        reconnects, and a closed store's follower must stop at the first error)."""
+        _, pool_class, retry_class = self._flavour
+        pool = self.client.connection_pool
+        kwargs = dict(pool.connection_kwargs)
+        timeout = float(kwargs.get("socket_timeout") or 1.0)
+        kwargs["socket_timeout"] = FOLLOW_BLOCK_MS / 1000 + timeout
+        kwargs["retry"] = retry_class(NoBackoff(), 0)
+        return pool_class(connection_class=pool.connection_class, max_connections=1, **kwargs)
 
     def _check_failed(self, exc: Exception) -> None:
         if self._warn():
@@ -312,6 +345,9 @@ class RedisStore(_Shared):
     :param denylist_prefix: ``LOGOUT_DENYLIST_PREFIX`` (used with ``cache_stream``).
     """
 
+    _flavour = (redis.Redis, redis.ConnectionPool, Retry)
+    client: redis.Redis
+
     def __init__(
         self,
         client: redis.Redis,
@@ -320,33 +356,11 @@ class RedisStore(_Shared):
         cache_stream: str | None = None,
         denylist_prefix: str = "logout:revoked:",
     ) -> None:
-        super().__init__(backlog, cache_stream, denylist_prefix)
-        self.client = client
+        super().__init__(client, backlog, cache_stream, denylist_prefix)
         self._follower: threading.Thread | None = None
         self._follower_id: int | None = None
         self._follower_pid = 0
         self._stop = threading.Event()
-
-    @classmethod
-    def from_url(cls, url: str, *, timeout: float = 1.0, **kwargs: Any) -> RedisStore:
-        """A store on a new client for ``url`` (``redis://``, ``rediss://``, ``unix://``)
-        with ``timeout`` seconds to connect and read and one retry (to replace a stale
-        pooled connection). ``kwargs`` go to :class:`RedisStore`."""
-        client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1), **client_options(timeout))
-        return cls(client, **kwargs)
-
-    @classmethod
-    def from_config(
-        cls, config: LogoutConfig, client: redis.Redis | None = None
-    ) -> RedisStore | None:
-        """The store ``config`` asks for, on ``client`` or on ``LOGOUT_REDIS_URL``; None
-        when there is neither."""
-        options = _options(config)
-        if client is not None:
-            return cls(client, **options)
-        if config.redis_url:
-            return cls.from_url(config.redis_url, timeout=config.redis_timeout, **options)
-        return None
 
     def execute(self, ops: StoreOps) -> StoreOutcome:
         """Make the writes of one logout in one transaction; never raises for Redis errors."""
@@ -378,10 +392,9 @@ class RedisStore(_Shared):
         self._follower_pid = os.getpid()
         if self.mirror is None or self._stream is None:
             return
-        pool = _follower_pool(self.client, redis.ConnectionPool, Retry(NoBackoff(), 0))
         self._follower = threading.Thread(
             target=self._follow,
-            args=(self.mirror, self._stream, pool),
+            args=(self.mirror, self._stream, self._follower_pool()),
             name="logout-denylist",
             daemon=True,
         )
@@ -394,9 +407,7 @@ class RedisStore(_Shared):
                 try:
                     self._follower_id = _client_id(client)
                     last = _stream_end(client.xrevrange(stream, count=1))
-                    members = mirror.members_of(
-                        client.scan_iter(match=mirror.glob(self._prefix), count=1000)
-                    )
+                    members = mirror.members_of(client.scan_iter(match=mirror.glob(), count=1000))
                     # Revocations made during the SCAN are in the stream after `last`.
                     while True:
                         reply: Any = client.xread({stream: last}, count=1000)
@@ -447,6 +458,9 @@ class AsyncRedisStore(_Shared):
     of the first check.
     """
 
+    _flavour = (redis.asyncio.Redis, redis.asyncio.ConnectionPool, AsyncRetry)
+    client: redis.asyncio.Redis
+
     def __init__(
         self,
         client: redis.asyncio.Redis,
@@ -455,29 +469,8 @@ class AsyncRedisStore(_Shared):
         cache_stream: str | None = None,
         denylist_prefix: str = "logout:revoked:",
     ) -> None:
-        super().__init__(backlog, cache_stream, denylist_prefix)
-        self.client = client
+        super().__init__(client, backlog, cache_stream, denylist_prefix)
         self._follower: asyncio.Task[None] | None = None
-
-    @classmethod
-    def from_url(cls, url: str, *, timeout: float = 1.0, **kwargs: Any) -> AsyncRedisStore:
-        """A store on a new client for ``url``, as :meth:`RedisStore.from_url`."""
-        client = redis.asyncio.Redis.from_url(
-            url, retry=AsyncRetry(NoBackoff(), 1), **client_options(timeout)
-        )
-        return cls(client, **kwargs)
-
-    @classmethod
-    def from_config(
-        cls, config: LogoutConfig, client: redis.asyncio.Redis | None = None
-    ) -> AsyncRedisStore | None:
-        """The store ``config`` asks for, as :meth:`RedisStore.from_config`."""
-        options = _options(config)
-        if client is not None:
-            return cls(client, **options)
-        if config.redis_url:
-            return cls.from_url(config.redis_url, timeout=config.redis_timeout, **options)
-        return None
 
     async def execute(self, ops: StoreOps) -> StoreOutcome:
         """Make the writes of one logout in one transaction; never raises for Redis errors."""
@@ -507,19 +500,14 @@ class AsyncRedisStore(_Shared):
             return None
 
     async def _follow(self, mirror: DenylistMirror, stream: str) -> None:
-        pool = _follower_pool(self.client, redis.asyncio.ConnectionPool, AsyncRetry(NoBackoff(), 0))
+        pool = self._follower_pool()
         client = redis.asyncio.Redis(connection_pool=pool)
         try:
             while True:
                 try:
                     last = _stream_end(await client.xrevrange(stream, count=1))
                     members = mirror.members_of(
-                        [
-                            key
-                            async for key in client.scan_iter(
-                                match=mirror.glob(self._prefix), count=1000
-                            )
-                        ]
+                        [key async for key in client.scan_iter(match=mirror.glob(), count=1000)]
                     )
                     # Revocations made during the SCAN are in the stream after `last`.
                     while True:
