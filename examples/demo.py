@@ -365,9 +365,11 @@ def _stream_after(client: redis.Redis, after: str) -> list[tuple[str, dict[str, 
     ]
 
 
-def _login(walk: Walk, browser: Browser, client: redis.Redis, user: str, key: str) -> str:
-    """Step: log in as ``user``; return the session id. ``key`` is the Redis key
-    template, ``{sid}`` standing for the id."""
+def _login(
+    walk: Walk, browser: Browser, client: redis.Redis, user: str, keys: str
+) -> tuple[str, str]:
+    """Step: log in as ``user``; return the session id and its Redis key. ``keys`` is the
+    Redis key template, ``{sid}`` standing for the id."""
     walk.step(f"Log in: POST /login with username={user}")
     response = browser.request("POST", "/login", form={"username": user})
     walk.check(response.status_code == 303, "303 See Other (back to /)", response.status_code)
@@ -378,11 +380,11 @@ def _login(walk: Walk, browser: Browser, client: redis.Redis, user: str, key: st
         response.headers.get_list("set-cookie"),
     )
     sid = cookie.value if cookie is not None else ""
-    session_key = key.replace("{sid}", sid)
+    session_key = keys.replace("{sid}", sid)
     walk.note(f"cookie: {SESSION_COOKIE}={short(sid)}")
     walk.check(client.exists(session_key) == 1, f"Redis has the session: {short(session_key, 28)}")
     walk.note("The browser holds only an id; the session itself lives in Redis.")
-    return sid
+    return sid, session_key
 
 
 def _shows(walk: Walk, browser: Browser, sid: str, user: str | None) -> None:
@@ -393,13 +395,33 @@ def _shows(walk: Walk, browser: Browser, sid: str, user: str | None) -> None:
     walk.check(text in response.text, f"the page says '{text}'", short(response.text, 300))
 
 
+def _get_token(walk: Walk, browser: Browser, sid: str) -> str:
+    """Step: POST /token with the cookie; return the JWT it issues."""
+    walk.step("Get an API token: POST /token with the cookie")
+    response = browser.request("POST", "/token", cookie=sid)
+    walk.check(response.status_code == 200, "200 OK", response.status_code)
+    token = str(response.json().get("access_token", ""))
+    walk.check(token.count(".") == 2, "a JWT in access_token", short(response.text, 200))
+    walk.note(f"token: {short(token, 24)} (HS256, valid 5 minutes)")
+    return token
+
+
+def _call_api(walk: Walk, browser: Browser, token: str, user: str) -> None:
+    """Step: GET /api/me with the token answers with ``user``."""
+    walk.step("Call the API: GET /api/me with the token")
+    response = browser.request("GET", "/api/me", token=token)
+    walk.check(response.status_code == 200, "200 OK", response.status_code)
+    me = response.json().get("user")
+    walk.check(me == user, f'{{"user": "{user}", ...}}', short(response.text, 200))
+
+
 def _get_logout(
     walk: Walk,
     browser: Browser,
     client: redis.Redis,
     sid: str,
     key: str,
-    token: str | None = None,
+    token: str | None,
 ) -> None:
     """Step: GET /logout (with the cookie and any token) is refused, changing nothing."""
     walk.step("GET /logout (what a link, an <img> or a prefetch sends)")
@@ -415,31 +437,49 @@ def _get_logout(
     walk.note("Only a POST logs out: a page cannot log you out by linking here.")
 
 
-def _post_logout(walk: Walk, browser: Browser, sid: str, token: str | None) -> httpx.Response:
-    """Step: POST /logout with the cookie (and the token); return the response."""
+def _post_logout(walk: Walk, browser: Browser, sid: str, token: str | None) -> list[str]:
+    """Step: POST /logout with the cookie (and any token); return the response's
+    ``Set-Cookie`` headers."""
     carries = "the cookie and the bearer token" if token else "the cookie"
     walk.step(f"Log out: POST /logout with {carries}")
     response = browser.request("POST", "/logout", cookie=sid, token=token)
     walk.check(response.status_code == 303, "303 See Other", response.status_code)
     location = response.headers.get("location")
     walk.check(location == "/", "Location: /", location)
+    set_cookies = response.headers.get_list("set-cookie")
     cookie = set_cookie(response)
     walk.check(
         cookie is not None and cookie.value == "" and cookie.attributes.get("max-age") == "0",
         f"Set-Cookie expires '{SESSION_COOKIE}' (empty, Max-Age=0)",
-        response.headers.get_list("set-cookie"),
+        set_cookies,
     )
     walk.note("The middleware answered; the app never saw this request.")
-    return response
+    return set_cookies
 
 
 def _session_gone(walk: Walk, client: redis.Redis, key: str) -> None:
+    """Step: the session's Redis key is gone."""
     walk.step("Look in Redis: the session")
     walk.check(client.exists(key) == 0, f"{short(key, 28)} is gone")
     walk.note("Expiring the cookie is not enough: the server forgot the session.")
 
 
-def _audit_entry(walk: Walk, client: redis.Redis, before: str) -> tuple[str, dict[str, str]]:
+def _token_revoked(walk: Walk, client: redis.Redis, token: str) -> str:
+    """Step: the token's denylist key exists and expires; return the key."""
+    denylist_key = DENYLIST_PREFIX + sha256_hex(token)
+    walk.step("Look in Redis: the token's denylist entry")
+    walk.check(client.exists(denylist_key) == 1, f"{short(denylist_key, 32)} exists")
+    ttl = client.ttl(denylist_key)
+    walk.check(ttl > 0, "it expires by itself (when the JWT would have)", ttl)
+    walk.note(f"It lives {ttl} s: the token's remaining life plus a minute.")
+    return denylist_key
+
+
+def _audit_entry(
+    walk: Walk, client: redis.Redis, before: str, sid: str, token: str | None
+) -> tuple[str, dict[str, str]]:
+    """Step: exactly one new audit entry after id ``before``, naming the token revoked
+    (or, without one, the session) by its hash; return its id and fields."""
     walk.step(f"Look in Redis: the audit stream '{STREAM}'")
     entries = _stream_after(client, before)
     walk.check(len(entries) == 1, "exactly one new entry", len(entries))
@@ -448,78 +488,77 @@ def _audit_entry(walk: Walk, client: redis.Redis, before: str) -> tuple[str, dic
     for name, value in fields.items():
         walk.note(f"  {name:16} {short(value, 40) if value else '-'}")
     walk.note("Secrets appear only as SHA-256 hashes, never raw.")
+    if token is not None:
+        found = fields.get("token_hash")
+        walk.check(found == sha256_hex(token), "its token_hash matches the denylist key", found)
+    else:
+        found = fields.get("session_id_hash")
+        expected = "its session_id_hash is the SHA-256 of the session id"
+        walk.check(found == sha256_hex(sid), expected, found)
     return entry_id, fields
 
 
 def _replay_cookie(walk: Walk, browser: Browser, client: redis.Redis, sid: str, key: str) -> None:
+    """Step: the old cookie shows nobody logged in and brings no session back."""
     walk.step("Replay the old cookie: GET /")
     _shows(walk, browser, sid, None)
     walk.check(client.exists(key) == 0, "the session was not brought back")
     walk.note("A copy of the cookie, kept or stolen, no longer logs anyone in.")
 
 
-def walk_fastapi(
-    base_url: str, redis_url: str, *, out: Out = say, user: str = "alice"
-) -> WalkResult:
-    """Walk through login, token, logout and replay on the FastAPI example at
-    ``base_url`` (served with Redis at ``redis_url``), checking every step.
+def _replay_token(walk: Walk, browser: Browser, token: str) -> None:
+    """Step: the old token is refused with 401 ``invalid_token``."""
+    walk.step("Replay the old token: GET /api/me")
+    response = browser.request("GET", "/api/me", token=token)
+    walk.check(response.status_code == 401, "401 Unauthorized", response.status_code)
+    error = response.json().get("error")
+    walk.check(error == "invalid_token", '"error": "invalid_token"', short(response.text))
+    walk.note("The JWT's signature and exp are still valid: the app alone would")
+    walk.note("accept it for minutes more. The middleware refuses it first.")
 
-    :raises StepFailed: at the first step that does not see what it expects.
+
+def _walk(
+    walk: Walk,
+    base_url: str,
+    redis_url: str,
+    *,
+    user: str,
+    session_keys: str,
+    with_token: bool,
+) -> WalkResult:
+    """The walk-through of either example: log in, log out, look in Redis, replay.
+
+    ``session_keys`` is the app's Redis key template (``{sid}`` standing for the id);
+    ``with_token`` adds the steps of an app that issues bearer tokens: get one and call
+    the API with it, then see it on the denylist and refused.
     """
-    walk = Walk("FastAPI", f"FastAPI + starsessions + JWT, at {base_url}", out)
     browser = Browser(base_url)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
+    token: str | None = None
+    denylist_key: str | None = None
     try:
-        sid = _login(walk, browser, client, user, "starsessions.{sid}")
-        key = f"starsessions.{sid}"
+        sid, key = _login(walk, browser, client, user, session_keys)
 
         walk.step("GET / with the cookie")
         _shows(walk, browser, sid, user)
 
-        walk.step("Get an API token: POST /token with the cookie")
-        response = browser.request("POST", "/token", cookie=sid)
-        walk.check(response.status_code == 200, "200 OK", response.status_code)
-        token = str(response.json().get("access_token", ""))
-        walk.check(token.count(".") == 2, "a JWT in access_token", short(response.text, 200))
-        walk.note(f"token: {short(token, 24)} (HS256, valid 5 minutes)")
-        denylist_key = DENYLIST_PREFIX + sha256_hex(token)
-
-        walk.step("Call the API: GET /api/me with the token")
-        response = browser.request("GET", "/api/me", token=token)
-        walk.check(response.status_code == 200, "200 OK", response.status_code)
-        me = response.json().get("user") if response.status_code == 200 else None
-        walk.check(me == user, f'{{"user": "{user}", ...}}', short(response.text, 200))
+        if with_token:
+            token = _get_token(walk, browser, sid)
+            _call_api(walk, browser, token, user)
 
         _get_logout(walk, browser, client, sid, key, token)
 
         before = _stream_last_id(client)
-        response = _post_logout(walk, browser, sid, token)
-        logout_set_cookies = response.headers.get_list("set-cookie")
+        logout_set_cookies = _post_logout(walk, browser, sid, token)
 
         _session_gone(walk, client, key)
-
-        walk.step("Look in Redis: the token's denylist entry")
-        walk.check(client.exists(denylist_key) == 1, f"{short(denylist_key, 32)} exists")
-        ttl = client.ttl(denylist_key)
-        walk.check(ttl > 0, "it expires by itself (when the JWT would have)", ttl)
-        walk.note(f"It lives {ttl} s: the token's remaining life plus a minute.")
-
-        entry_id, entry = _audit_entry(walk, client, before)
-        walk.check(
-            entry.get("token_hash") == sha256_hex(token),
-            "its token_hash matches the denylist key",
-            entry.get("token_hash"),
-        )
+        if token is not None:
+            denylist_key = _token_revoked(walk, client, token)
+        entry_id, entry = _audit_entry(walk, client, before, sid, token)
 
         _replay_cookie(walk, browser, client, sid, key)
-
-        walk.step("Replay the old token: GET /api/me")
-        response = browser.request("GET", "/api/me", token=token)
-        walk.check(response.status_code == 401, "401 Unauthorized", response.status_code)
-        error = response.json().get("error") if response.status_code == 401 else None
-        walk.check(error == "invalid_token", '"error": "invalid_token"', short(response.text))
-        walk.note("The JWT's signature and exp are still valid: the app alone would")
-        walk.note("accept it for minutes more. The middleware refuses it first.")
+        if token is not None:
+            _replay_token(walk, browser, token)
     finally:
         browser.close()
         client.close()
@@ -537,6 +576,19 @@ def walk_fastapi(
     )
 
 
+def walk_fastapi(
+    base_url: str, redis_url: str, *, out: Out = say, user: str = "alice"
+) -> WalkResult:
+    """Walk through login, token, logout and replay on the FastAPI example at
+    ``base_url`` (served with Redis at ``redis_url``), checking every step.
+
+    :raises StepFailed: at the first step that does not see what it expects.
+    """
+    walk = Walk("FastAPI", f"FastAPI + starsessions + JWT, at {base_url}", out)
+    keys = FASTAPI_SETTINGS["session_keys"]
+    return _walk(walk, base_url, redis_url, user=user, session_keys=keys, with_token=True)
+
+
 def walk_flask(base_url: str, redis_url: str, *, out: Out = say, user: str = "bob") -> WalkResult:
     """Walk through login, logout and replay on the Flask example at ``base_url``
     (served with Redis at ``redis_url``), checking every step.
@@ -544,44 +596,8 @@ def walk_flask(base_url: str, redis_url: str, *, out: Out = say, user: str = "bo
     :raises StepFailed: at the first step that does not see what it expects.
     """
     walk = Walk("Flask", f"Flask + Flask-Session, at {base_url}", out)
-    browser = Browser(base_url)
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        sid = _login(walk, browser, client, user, "session:{sid}")
-        key = f"session:{sid}"
-
-        walk.step("GET / with the cookie")
-        _shows(walk, browser, sid, user)
-
-        _get_logout(walk, browser, client, sid, key)
-
-        before = _stream_last_id(client)
-        response = _post_logout(walk, browser, sid, None)
-        logout_set_cookies = response.headers.get_list("set-cookie")
-
-        _session_gone(walk, client, key)
-
-        entry_id, entry = _audit_entry(walk, client, before)
-        walk.check(
-            entry.get("session_id_hash") == sha256_hex(sid),
-            "its session_id_hash is the SHA-256 of the session id",
-            entry.get("session_id_hash"),
-        )
-
-        _replay_cookie(walk, browser, client, sid, key)
-    finally:
-        browser.close()
-        client.close()
-    return WalkResult(
-        base_url=base_url,
-        user=user,
-        session_id=sid,
-        session_key=key,
-        logout_set_cookies=logout_set_cookies,
-        entry_id=entry_id,
-        entry=entry,
-        lines=walk.lines,
-    )
+    keys = FLASK_SETTINGS["session_keys"]
+    return _walk(walk, base_url, redis_url, user=user, session_keys=keys, with_token=False)
 
 
 # -- main ----------------------------------------------------------------------------

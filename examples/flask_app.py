@@ -46,9 +46,9 @@ PAGE = """<!doctype html>
 </body></html>
 """
 
-LOGIN_FORM = """<p id="user">Not logged in.</p>
+LOGIN_FORM = f"""<p id="user">Not logged in.</p>
 <form method="post" action="/login">
-  <label>User name <input name="username" required maxlength="64"></label>
+  <label>User name <input name="username" required maxlength="{MAX_USER_LENGTH}"></label>
   <button type="submit">Log in</button>
 </form>"""
 
