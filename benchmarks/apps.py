@@ -21,7 +21,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.types import ASGIApp, Receive, Scope, Send
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from .variants import VARIANTS
+from .variants import VARIANTS, variant
 
 if TYPE_CHECKING:
     import flask
@@ -127,6 +127,11 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def denylist_key(token: str) -> str:
+    """The key that revokes ``token``: :data:`DENYLIST_PREFIX` and the token's SHA-256."""
+    return DENYLIST_PREFIX + _sha256(token)
+
+
 def audit_entry(sid: str | None, token: str | None, client: str, user_agent: str) -> dict[str, str]:
     """The audit entry a hand-written logout writes: the fields the middleware writes."""
     return {
@@ -144,6 +149,22 @@ def audit_entry(sid: str | None, token: str | None, client: str, user_agent: str
     }
 
 
+def logout_writes(
+    target: Any, sid: str | None, token: str | None, entry: dict[str, str]
+) -> list[Any]:
+    """Issue a logout's writes on ``target``, in order: delete the session, revoke the
+    token, append the audit entry. On a pipeline they are queued; a client sends each
+    at once, and for an asyncio client what is returned are the calls to await, in order.
+    """
+    calls = []
+    if sid:
+        calls.append(target.delete(SESSION_KEY.format(sid=sid)))
+    if token:
+        calls.append(target.set(denylist_key(token), b"1", ex=TOKEN_TTL))
+    calls.append(target.xadd(EVENTS_STREAM, entry, maxlen=EVENTS_MAXLEN, approximate=True))
+    return calls
+
+
 async def _async_logout(
     client: redis.asyncio.Redis, request: Request, *, pipelined: bool
 ) -> Response:
@@ -153,18 +174,11 @@ async def _async_logout(
     entry = audit_entry(sid, token, peer, request.headers.get("user-agent", ""))
     if pipelined:
         pipe = client.pipeline(transaction=True)
-        if sid:
-            pipe.delete(SESSION_KEY.format(sid=sid))
-        if token:
-            pipe.set(DENYLIST_PREFIX + _sha256(token), b"1", ex=TOKEN_TTL)
-        pipe.xadd(EVENTS_STREAM, entry, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        logout_writes(pipe, sid, token, entry)
         await pipe.execute()
     else:
-        if sid:
-            await client.delete(SESSION_KEY.format(sid=sid))
-        if token:
-            await client.set(DENYLIST_PREFIX + _sha256(token), b"1", ex=TOKEN_TTL)
-        await client.xadd(EVENTS_STREAM, entry, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        for call in logout_writes(client, sid, token, entry):
+            await call
     response = RedirectResponse("/", status_code=303, headers={"Cache-Control": "no-store"})
     response.delete_cookie(SESSION_COOKIE, httponly=True)
     return response
@@ -185,7 +199,7 @@ class BaseHTTPLogout(BaseHTTPMiddleware):
                 return PlainTextResponse("Method Not Allowed", status_code=405)
             return await _async_logout(self.redis, request, pipelined=True)
         token = _bearer(request.headers.get("authorization"))
-        if token and await self.redis.exists(DENYLIST_PREFIX + _sha256(token)):
+        if token and await self.redis.exists(denylist_key(token)):
             return JSONResponse(
                 {"error": "invalid_token"},
                 status_code=401,
@@ -232,18 +246,10 @@ def flask_routes(redis_url: str) -> flask.Flask:
         )
         if pipelined:
             pipe = client.pipeline(transaction=True)
-            if sid:
-                pipe.delete(SESSION_KEY.format(sid=sid))
-            if token:
-                pipe.set(DENYLIST_PREFIX + _sha256(token), b"1", ex=TOKEN_TTL)
-            pipe.xadd(EVENTS_STREAM, entry, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+            logout_writes(pipe, sid, token, entry)
             pipe.execute()
         else:
-            if sid:
-                client.delete(SESSION_KEY.format(sid=sid))
-            if token:
-                client.set(DENYLIST_PREFIX + _sha256(token), b"1", ex=TOKEN_TTL)
-            client.xadd(EVENTS_STREAM, entry, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+            logout_writes(client, sid, token, entry)
         response = flask.redirect("/", 303)
         response.headers["Cache-Control"] = "no-store"
         response.delete_cookie(SESSION_COOKIE, httponly=True)
@@ -271,25 +277,23 @@ WSGI_APPS: tuple[str, ...] = ("bare", "bare-aa", *(v.name for v in VARIANTS), "f
 
 def asgi_app(name: str, redis_url: str) -> ASGIApp:
     """The ASGI app called ``name`` (one of :data:`ASGI_APPS`)."""
+    if name not in ASGI_APPS:
+        raise KeyError(f"no ASGI app {name!r}")
     if name in ("bare", "bare-aa"):
         return bare_asgi
     if name == "basehttp":
         return BaseHTTPLogout(bare_asgi, redis_url)
     if name == "fastapi-routes":
         return fastapi_routes(redis_url)
-    for found in VARIANTS:
-        if found.name == name:
-            return found.wrap_asgi(bare_asgi, redis_url)
-    raise KeyError(f"no ASGI app {name!r}")
+    return variant(name).wrap_asgi(bare_asgi, redis_url)
 
 
 def wsgi_app(name: str, redis_url: str) -> WSGIApplication:
     """The WSGI app called ``name`` (one of :data:`WSGI_APPS`): Flask, bare or wrapped."""
+    if name not in WSGI_APPS:
+        raise KeyError(f"no WSGI app {name!r}")
     if name in ("bare", "bare-aa"):
         return flask_app()
     if name == "flask-routes":
         return flask_routes(redis_url)
-    for found in VARIANTS:
-        if found.name == name:
-            return found.wrap_wsgi(flask_app(), redis_url)
-    raise KeyError(f"no WSGI app {name!r}")
+    return variant(name).wrap_wsgi(flask_app(), redis_url)

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from .inprocess import GROUPS
-from .sections import STACK_LABELS, ServerRow
+from .sections import STACK_LABELS
 from .variants import VARIANTS
 
 if TYPE_CHECKING:
@@ -45,10 +45,6 @@ def _color(label: str) -> str:
     return "#999999"
 
 
-def _side(row: ServerRow) -> float:
-    return row.ratio if math.isnan(row.paired_ratio) else row.paired_ratio
-
-
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -69,7 +65,7 @@ def _passthrough(results: Results, path: Path) -> Path:
             for r in rows:
                 if r.label == label and (r.stack, r.kind) == (stack, kind):
                     xs.append(j + (i - (len(labels) - 1) / 2) * width)
-                    ys.append(_side(r))
+                    ys.append(r.side_ratio)
         left.bar(xs, ys, width, label=label, color=_color(label))
     left.axhspan(0.97, 1.03, color="#999999", alpha=0.2, label="±3% of bare")
     left.axhline(1.0, color="black", linewidth=0.8)
@@ -77,14 +73,14 @@ def _passthrough(results: Results, path: Path) -> Path:
     for control in controls:
         if (control.stack, "none") in groups:
             at = groups.index((control.stack, "none"))
-            left.plot([at - 0.45, at + 0.45], [_side(control)] * 2, "k:", linewidth=1)
+            left.plot([at - 0.45, at + 0.45], [control.side_ratio] * 2, "k:", linewidth=1)
     left.set_xticks(range(len(groups)))
     left.set_xticklabels(
         [f"{STACK_LABELS[s].split(',')[0]}\n{KIND_SHORT[k]}" for s, k in groups], fontsize=9
     )
     left.set_ylabel("requests/s relative to the bare app (side by side)")
     left.set_title("Through a real server (dotted: A/A control)")
-    left.set_ylim(0, max([1.15, *(_side(r) + 0.05 for r in results.passthrough)]))
+    left.set_ylim(0, max([1.15, *(r.side_ratio + 0.05 for r in results.passthrough)]))
     left.legend(fontsize=8, loc="lower left")
 
     inproc = [r for r in results.inprocess if r.variant != "bare"]
@@ -156,7 +152,7 @@ def _scaling(results: Results, path: Path) -> Path:
     concurrencies = sorted({r.concurrency for r in rows})
     for label, concurrency in series:
         points = sorted(
-            (r.revoked_keys or 1, _side(r))
+            (r.revoked_keys or 1, r.side_ratio)
             for r in rows
             if r.label == label and r.concurrency == concurrency
         )

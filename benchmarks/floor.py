@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import sys
 import time
@@ -24,7 +23,7 @@ from collections.abc import Callable
 
 import redis.asyncio
 
-from .apps import DENYLIST_PREFIX, EVENTS_MAXLEN, EVENTS_STREAM, SESSION_KEY, TOKEN_TTL, audit_entry
+from .apps import audit_entry, logout_writes
 from .server import pin
 from .traffic import logout_token, session_id
 
@@ -45,14 +44,7 @@ async def _run(url: str, concurrency: int, duration: float, start: int, nonce: s
         sid = session_id(number)
         token = logout_token(number, nonce)
         pipe = client.pipeline(transaction=True)
-        pipe.delete(SESSION_KEY.format(sid=sid))
-        pipe.set(DENYLIST_PREFIX + hashlib.sha256(token.encode()).hexdigest(), b"1", ex=TOKEN_TTL)
-        pipe.xadd(
-            EVENTS_STREAM,
-            audit_entry(sid, token, "127.0.0.1", "bench"),  # type: ignore[arg-type]
-            maxlen=EVENTS_MAXLEN,
-            approximate=True,
-        )
+        logout_writes(pipe, sid, token, audit_entry(sid, token, "127.0.0.1", "bench"))
         await pipe.execute()
 
     async def worker(deadline: int, record: Callable[[int], None]) -> None:

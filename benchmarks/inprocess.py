@@ -13,13 +13,15 @@ Redis, their CPU time does not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import apps
+from .stats import rotate
 from .traffic import KINDS, Kind, asgi_scope, wsgi_environ
 from .variants import VARIANTS
 
@@ -125,14 +127,10 @@ async def _asgi_group(settings: Settings, redis_url: str, log: Log) -> list[Inpr
                 per = (await _asgi_batch(app, scope, 50))[0] / 50 / 1e9
                 calls = _clamp_calls(per, settings.inproc_batch_s)
                 found.append((InprocessRow("asgi", kind, name, label, status, calls), app))
-            gc.collect()
-            gc.disable()
-            try:
+            with _gc_off():
                 for round_ in range(settings.inproc_rounds):
-                    for row, app in _rotate(found, round_):
+                    for row, app in rotate(found, round_):
                         row.add(await _asgi_batch(app, scope, row.calls_per_round))
-            finally:
-                gc.enable()
             rows += _finish([row for row, _ in found], log)
     finally:
         for _, _, app in candidates:
@@ -218,14 +216,10 @@ def _wsgi_group(
                 per = _wsgi_batch(app, environ, 50, copy)[0] / 50 / 1e9
                 calls = _clamp_calls(per, settings.inproc_batch_s)
                 found.append((InprocessRow(group, kind, name, label, status, calls), app))
-            gc.collect()
-            gc.disable()
-            try:
+            with _gc_off():
                 for round_ in range(settings.inproc_rounds):
-                    for row, app in _rotate(found, round_):
+                    for row, app in rotate(found, round_):
                         row.add(_wsgi_batch(app, environ, row.calls_per_round, copy))
-            finally:
-                gc.enable()
             rows += _finish([row for row, _ in found], log)
     finally:
         for _, _, app in candidates:
@@ -238,9 +232,15 @@ def _wsgi_group(
 # -- common --------------------------------------------------------------------------
 
 
-def _rotate(items: list[Any], by: int) -> Iterable[Any]:
-    shift = by % len(items)
-    return items[shift:] + items[:shift]
+@contextlib.contextmanager
+def _gc_off() -> Iterator[None]:
+    """Collect garbage, then keep the collector off inside the block (as :mod:`timeit`)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _finish(rows: list[InprocessRow], log: Log) -> list[InprocessRow]:

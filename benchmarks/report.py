@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .inprocess import GROUPS, InprocessRow
 from .sections import STACK_LABELS, ExistsRow, ServerRow
@@ -22,6 +22,8 @@ from .stats import median, paired_ratio
 from .variants import VARIANTS
 
 __all__ = ["Results", "Target", "machine", "write"]
+
+Row = TypeVar("Row", ServerRow, InprocessRow)
 
 #: Packages whose versions the report gives.
 PACKAGES = (
@@ -139,14 +141,7 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     return lines
 
 
-def _find(rows: Iterable[ServerRow], **match: Any) -> ServerRow | None:
-    for row in rows:
-        if all(getattr(row, k) == v for k, v in match.items()):
-            return row
-    return None
-
-
-def _inproc(rows: Iterable[InprocessRow], **match: Any) -> InprocessRow | None:
+def _find(rows: Iterable[Row], **match: Any) -> Row | None:
     for row in rows:
         if all(getattr(row, k) == v for k, v in match.items()):
             return row
@@ -157,11 +152,6 @@ def _vs(a: ServerRow | None, b: ServerRow | None) -> float:
     if a is None or b is None:
         return math.nan
     return paired_ratio(a.rps_rounds, b.rps_rounds)
-
-
-def _side(row: ServerRow) -> float:
-    """The side-by-side ratio, or the alone one when there is none."""
-    return row.ratio if math.isnan(row.paired_ratio) else row.paired_ratio
 
 
 def _rt(row: ServerRow | None) -> float:
@@ -179,9 +169,9 @@ def targets(results: Results) -> list[Target]:
     ratios = {s: _find(pt, stack=s, kind="none", variant=v) for s in ("asgi", "wsgi")}
     controls = {s: _find(pt, stack=s, kind="none", variant="bare-aa") for s in ("asgi", "wsgi")}
     if all(ratios.values()):
-        worst = min(_side(r) for r in ratios.values() if r is not None)
+        worst = min(r.side_ratio for r in ratios.values() if r is not None)
         noise = ", ".join(
-            f"{s.upper()} {_x(_side(c))} side by side, {_x(c.ratio)} alone"
+            f"{s.upper()} {_x(c.side_ratio)} side by side, {_x(c.ratio)} alone"
             for s, c in controls.items()
             if c is not None
         )
@@ -190,7 +180,7 @@ def targets(results: Results) -> list[Target]:
                 "No credentials, real server: ≤ 3% fewer requests/s than the bare app",
                 "met" if worst >= NO_CREDENTIALS_LIMIT else "not met",
                 "; ".join(
-                    f"{s.upper()} {_x(_side(r))} side by side ({_x(r.ratio)} alone, "
+                    f"{s.upper()} {_x(r.side_ratio)} side by side ({_x(r.ratio)} alone, "
                     f"server CPU per request {_x(r.paired_cpu_ratio)})"
                     for s, r in ratios.items()
                     if r
@@ -198,7 +188,7 @@ def targets(results: Results) -> list[Target]:
                 + (f"; A/A control (bare vs bare): {noise}" if noise else ""),
             )
         )
-    added = {g: _inproc(results.inprocess, group=g, kind="none", variant=v) for g in GROUPS}
+    added = {g: _find(results.inprocess, group=g, kind="none", variant=v) for g in GROUPS}
     raw = [added[g] for g in ("asgi", "wsgi") if added.get(g) is not None]
     if raw:
         worst_ns = max(r.added_cpu_ns for r in raw if r is not None)
@@ -223,7 +213,7 @@ def targets(results: Results) -> list[Target]:
                 "met" if max(rts) <= 1.01 else "not met",
                 "; ".join(
                     f"{s.upper()} {_rt(r):.2f} round trips/request, "
-                    f"{_x(_side(r))} the bare app's req/s side by side ({_x(r.ratio)} alone), "
+                    f"{_x(r.side_ratio)} the bare app's req/s side by side ({_x(r.ratio)} alone), "
                     "server CPU per request "
                     f"{_x(r.cpu_ratio)} ({_added_cpu(pt, r)})"
                     for s, r in bearer.items()
@@ -288,7 +278,7 @@ def _scaling_targets(results: Results) -> list[Target]:
 
     def rel(case: str, size: int, conc: int) -> float:
         row = _find(sc, variant=v, kind=case, concurrency=conc, revoked_keys=size)
-        return math.nan if row is None else _side(row)
+        return math.nan if row is None else row.side_ratio
 
     by_size = [
         (case, c, rel(case, sizes[-1], c) / rel(case, sizes[0], c) - 1)
@@ -340,7 +330,7 @@ def _empty_note(results: Results) -> str:
     """What an empty middleware adds, for comparison."""
     parts = []
     for group in ("asgi", "wsgi"):
-        row = _inproc(results.inprocess, group=group, kind="none", variant="empty")
+        row = _find(results.inprocess, group=group, kind="none", variant="empty")
         if row is not None:
             parts.append(f"{group.upper()} {_ns(row.added_cpu_ns)}")
     return f"; an empty middleware adds {', '.join(parts)}" if parts else ""
@@ -362,7 +352,7 @@ def headline(results: Results) -> list[str]:
                 cell = (
                     "n/a"
                     if row is None
-                    else f"{_x(_side(row))} (alone {_x(row.ratio)}; "
+                    else f"{_x(row.side_ratio)} (alone {_x(row.ratio)}; "
                     f"CPU/request {_x(row.paired_cpu_ratio)})"
                 )
                 if row is not None and kind == "bearer":
@@ -374,7 +364,7 @@ def headline(results: Results) -> list[str]:
         for v in VARIANTS:
             parts = []
             for group in ("asgi", "wsgi"):
-                found = _inproc(results.inprocess, group=group, kind=kind, variant=v.name)
+                found = _find(results.inprocess, group=group, kind=kind, variant=v.name)
                 if found is None:
                     continue
                 if kind == "bearer":
@@ -418,7 +408,9 @@ def headline(results: Results) -> list[str]:
             high = _find(
                 sc, variant=v.name, kind="miss", concurrency=middle, revoked_keys=sizes[-1]
             )
-            ratio = _side(high) / _side(low) if low and high and _side(low) else math.nan
+            ratio = (
+                high.side_ratio / low.side_ratio if low and high and low.side_ratio else math.nan
+            )
             cells.append(_x(ratio))
         rows.append(
             [
@@ -432,12 +424,12 @@ def headline(results: Results) -> list[str]:
     base = _find(pt, stack="asgi", kind="none", variant="basehttp")
     if base is not None:
         extra.append(
-            f"Starlette `BaseHTTPMiddleware` doing the same, no credentials: {_x(_side(base))}"
+            f"Starlette `BaseHTTPMiddleware` doing the same, no credentials: {_x(base.side_ratio)}"
         )
     for stack in ("asgi", "wsgi"):
         control = _find(pt, stack=stack, kind="none", variant="bare-aa")
         if control is not None:
-            extra.append(f"{stack.upper()} A/A control (bare vs bare): {_x(_side(control))}")
+            extra.append(f"{stack.upper()} A/A control (bare vs bare): {_x(control.side_ratio)}")
     if extra:
         lines += ["", "For scale: " + "; ".join(extra) + "."]
     lines += [

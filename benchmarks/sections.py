@@ -14,17 +14,17 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
 
-from .apps import DENYLIST_PREFIX, SESSION_KEY, TOKEN_TTL
+from .apps import DENYLIST_PREFIX, SESSION_KEY, TOKEN_TTL, denylist_key
 from .loadgen import LoadResult, run_load, run_pair
 from .redisutil import RedisCounter, Usage, fill_revoked, process_cpu_s, seed_sessions
 from .server import ROOT, Servers, Stack
 from .settings import Settings
-from .stats import median, paired_ratio, percentiles_ms
+from .stats import median, paired_ratio, percentiles_ms, rotate
 from .traffic import KINDS, TOKEN, get_request, logout_request, logout_token, session_id
 from .variants import VARIANTS
 
@@ -74,6 +74,11 @@ class ServerRow:
     paired_rounds: list[float] = field(default_factory=list)
     paired_ratio: float = math.nan
     paired_cpu_ratio: float = math.nan
+
+    @property
+    def side_ratio(self) -> float:
+        """The side-by-side ratio, or the alone one when there is none."""
+        return self.ratio if math.isnan(self.paired_ratio) else self.paired_ratio
 
 
 @dataclass
@@ -222,10 +227,43 @@ class Bench:
         port = self.servers.port(stack, app)
         return run_load(port, make, concurrency=concurrency, duration=self.settings.warmup)
 
-
-def _rotate(items: Sequence[str], by: int) -> list[str]:
-    shift = by % len(items)
-    return [*items[shift:], *items[:shift]]
+    def compare(
+        self,
+        stack: Stack,
+        measured: list[tuple[_Series, Callable[[int], bytes]]],
+        *,
+        rounds: int,
+        paired_rounds: int,
+        concurrency: int,
+        duration: float,
+        paired_duration: float,
+    ) -> list[ServerRow]:
+        """Each series (its app is its row's ``variant``) against the first, the baseline:
+        ``rounds`` rounds alone, then ``paired_rounds`` side by side with the baseline, in
+        rotating order. Returns the finished rows, in order; the baseline's own
+        side-by-side ratios are 1."""
+        for round_ in range(rounds):
+            for series, make in rotate(measured, round_):
+                series.add(
+                    *self.run(
+                        stack, series.row.variant, make, concurrency=concurrency, duration=duration
+                    )
+                )
+        (base, base_make), others = measured[0], measured[1:]
+        for round_ in range(paired_rounds):
+            for series, make in rotate(others, round_):
+                series.add_pair(
+                    *self.run_pair(
+                        stack,
+                        (base.row.variant, base_make),
+                        (series.row.variant, make),
+                        concurrency=concurrency,
+                        duration=paired_duration,
+                    )
+                )
+        rows = [series.finish(base) for series, _ in measured]
+        rows[0].paired_ratio = rows[0].paired_cpu_ratio = 1.0
+        return rows
 
 
 def _fixed(data: bytes) -> Callable[[int], bytes]:
@@ -263,47 +301,27 @@ def passthrough(bench: Bench) -> list[ServerRow]:
             candidates = passthrough_apps(stack)
             if kind == "none":
                 candidates.append(("bare-aa", "bare app again (A/A control)"))
-            series: dict[str, _Series] = {}
-            makers: dict[str, Callable[[int], bytes]] = {}
+            measured: list[tuple[_Series, Callable[[int], bytes]]] = []
             for app, label in candidates:
                 port = bench.servers.port(stack, app)
-                makers[app] = _fixed(get_request(kind, f"127.0.0.1:{port}"))
+                make = _fixed(get_request(kind, f"127.0.0.1:{port}"))
                 row = ServerRow(
                     "passthrough", stack, kind, app, label, settings.concurrency, "bare", 200
                 )
-                series[app] = _Series(row)
-                bench.warm(stack, app, makers[app], settings.concurrency)
-            names = [app for app, _ in candidates]
-            for round_ in range(settings.rounds):
-                for app in _rotate(names, round_):
-                    series[app].add(
-                        *bench.run(
-                            stack,
-                            app,
-                            makers[app],
-                            concurrency=settings.concurrency,
-                            duration=settings.duration,
-                        )
-                    )
-            others = names[1:]
-            for round_ in range(settings.paired_rounds):
-                for app in _rotate(others, round_):
-                    series[app].add_pair(
-                        *bench.run_pair(
-                            stack,
-                            ("bare", makers["bare"]),
-                            (app, makers[app]),
-                            concurrency=settings.concurrency,
-                            duration=settings.paired_duration,
-                        )
-                    )
-            for app in names:
-                row = series[app].finish(series["bare"])
-                if app == "bare":
-                    row.paired_ratio = row.paired_cpu_ratio = 1.0
+                measured.append((_Series(row), make))
+                bench.warm(stack, app, make, settings.concurrency)
+            for row in bench.compare(
+                stack,
+                measured,
+                rounds=settings.rounds,
+                paired_rounds=settings.paired_rounds,
+                concurrency=settings.concurrency,
+                duration=settings.duration,
+                paired_duration=settings.paired_duration,
+            ):
                 rows.append(row)
                 bench.log(
-                    f"  pass-through {stack} {kind:6} {app:10} {row.rps:8.0f} req/s "
+                    f"  pass-through {stack} {kind:6} {row.variant:10} {row.rps:8.0f} req/s "
                     f"x{row.ratio:.3f} alone, x{row.paired_ratio:.3f} side by side, "
                     f"cpu x{row.cpu_ratio:.3f}/x{row.paired_cpu_ratio:.3f}  "
                     f"p99 {row.p99_ms:.2f} ms  redis rt/req {row.redis.get('round_trips', 0):.2f}"
@@ -362,8 +380,7 @@ def _verify(admin: redis.Redis, first: int, issued: int, nonce: str) -> bool:
     for number in range(first, first + issued, step):
         if admin.exists(SESSION_KEY.format(sid=session_id(number))):
             return False
-        token = logout_token(number, nonce)
-        if not admin.exists(DENYLIST_PREFIX + hashlib.sha256(token.encode()).hexdigest()):
+        if not admin.exists(denylist_key(logout_token(number, nonce))):
             return False
     return True
 
@@ -487,7 +504,7 @@ def logout(bench: Bench) -> list[ServerRow]:
     keys = [impl.key for impl in impls]
     by_key = {impl.key: impl for impl in impls}
     for round_ in range(settings.logout_rounds):
-        for key in _rotate(keys, round_):
+        for key in rotate(keys, round_):
             one(by_key[key], warm=False)
     rows: list[ServerRow] = []
     for impl in impls:
@@ -541,7 +558,7 @@ def scaling(bench: Bench) -> tuple[list[ServerRow], list[ExistsRow]]:
     pipe.xadd("logout:events", {"token_hash": revoked_hash, "store": "ok"})
     pipe.execute()
     misses = [f"live{n:04d}-{TOKEN}" for n in range(256)]
-    miss_key = DENYLIST_PREFIX + hashlib.sha256(misses[0].encode()).hexdigest()
+    miss_key = denylist_key(misses[0])
     filled = 1
 
     cases: list[tuple[str, str, str, int]] = [("bare", "miss", "bare app", 200)]
@@ -559,7 +576,6 @@ def scaling(bench: Bench) -> tuple[list[ServerRow], list[ExistsRow]]:
     makers = {(app, case): maker(app, case) for app, case, _, _ in cases}
     rows: list[ServerRow] = []
     exists_rows: list[ExistsRow] = []
-    warmed: set[tuple[str, str, int]] = set()
     for size in settings.scaling_sizes:
         if size > filled:
             began = time.monotonic()
@@ -570,49 +586,27 @@ def scaling(bench: Bench) -> tuple[list[ServerRow], list[ExistsRow]]:
             client_us, redis_usec = _exists_direct(bench, key, settings.exists_calls)
             exists_rows.append(ExistsRow(size, case, client_us, redis_usec))
         for concurrency in settings.scaling_concurrency:
-            series: dict[tuple[str, str], _Series] = {}
+            measured: list[tuple[_Series, Callable[[int], bytes]]] = []
             for app, case, label, status in cases:
-                series[app, case] = _Series(
-                    ServerRow(
-                        "scaling", "asgi", case, app, label, concurrency, "bare", status, size
-                    )
+                row = ServerRow(
+                    "scaling", "asgi", case, app, label, concurrency, "bare", status, size
                 )
-                if (app, case, concurrency) not in warmed:
+                measured.append((_Series(row), makers[app, case]))
+                # Warmed once per number of connections: at the first size.
+                if size == settings.scaling_sizes[0]:
                     bench.warm("asgi", app, makers[app, case], concurrency)
-                    warmed.add((app, case, concurrency))
-            order = [f"{app}\0{case}" for app, case, _, _ in cases]
-            for round_ in range(settings.scaling_rounds):
-                for item in _rotate(order, round_):
-                    app, case = item.split("\0")
-                    series[app, case].add(
-                        *bench.run(
-                            "asgi",
-                            app,
-                            makers[app, case],
-                            concurrency=concurrency,
-                            duration=settings.scaling_duration,
-                        )
-                    )
-            others = order[1:]
-            for round_ in range(settings.scaling_paired_rounds):
-                for item in _rotate(others, round_):
-                    app, case = item.split("\0")
-                    series[app, case].add_pair(
-                        *bench.run_pair(
-                            "asgi",
-                            ("bare", makers["bare", "miss"]),
-                            (app, makers[app, case]),
-                            concurrency=concurrency,
-                            duration=settings.scaling_duration,
-                        )
-                    )
-            for app, case, _, _ in cases:
-                row = series[app, case].finish(series["bare", "miss"])
-                if app == "bare":
-                    row.paired_ratio = row.paired_cpu_ratio = 1.0
+            for row in bench.compare(
+                "asgi",
+                measured,
+                rounds=settings.scaling_rounds,
+                paired_rounds=settings.scaling_paired_rounds,
+                concurrency=concurrency,
+                duration=settings.scaling_duration,
+                paired_duration=settings.scaling_duration,
+            ):
                 rows.append(row)
                 bench.log(
-                    f"  scaling {size:>9} keys  c={concurrency:<3} {app:8} {case:4} "
+                    f"  scaling {size:>9} keys  c={concurrency:<3} {row.variant:8} {row.kind:4} "
                     f"{row.rps:8.0f} req/s  x{row.ratio:.3f} alone, x{row.paired_ratio:.3f} "
                     f"side by side  p99 {row.p99_ms:.2f} ms  "
                     f"redis {row.redis_usec_per_exists:.2f} us/EXISTS"

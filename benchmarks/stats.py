@@ -1,12 +1,16 @@
-"""Small statistics helpers: medians, paired ratios, latency percentiles."""
+"""Small statistics helpers: medians, paired ratios, latency percentiles, and the
+rotating order in which measured things take turns, round after round."""
 
 from __future__ import annotations
 
 import math
 import statistics
 from collections.abc import Sequence
+from typing import TypeVar
 
-__all__ = ["median", "paired_difference", "paired_ratio", "percentile", "percentiles_ms"]
+__all__ = ["median", "paired_ratio", "percentile", "percentiles_ms", "rotate"]
+
+T = TypeVar("T")
 
 
 def median(values: Sequence[float]) -> float:
@@ -24,11 +28,6 @@ def paired_ratio(values: Sequence[float], baseline: Sequence[float]) -> float:
     return median(ratios)
 
 
-def paired_difference(values: Sequence[float], baseline: Sequence[float]) -> float:
-    """Median over rounds of ``values[i] - baseline[i]``."""
-    return median([v - b for v, b in zip(values, baseline, strict=False)])
-
-
 def percentile(ordered: Sequence[int], fraction: float) -> float:
     """The ``fraction`` quantile (nearest rank) of already sorted values; NaN if none."""
     if not ordered:
@@ -44,3 +43,10 @@ def percentiles_ms(latencies_ns: Sequence[int]) -> dict[str, float]:
         name: percentile(ordered, fraction) / 1e6
         for name, fraction in (("p50", 0.50), ("p90", 0.90), ("p99", 0.99))
     }
+
+
+def rotate(items: Sequence[T], by: int) -> list[T]:
+    """``items`` rotated left by ``by``: the order of round ``by``, so that each item
+    takes each place in turn."""
+    shift = by % len(items)
+    return [*items[shift:], *items[:shift]]
