@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio.from_thread
 import httpx
-import redis
-import redis.asyncio
 import webtest
 
 from logout_middleware import LogoutConfig, LogoutMiddleware, WSGILogoutMiddleware
@@ -156,6 +154,30 @@ class Harness:
 
 
 @contextmanager
+def adapter(
+    kind: Kind, config: LogoutConfig, seen: Seen, **kwargs: Any
+) -> Iterator[tuple[Any, Any]]:
+    """The middleware of ``kind`` with ``config`` (and ``kwargs``) around the recording app,
+    and the blocking portal whose event loop runs it (``None`` for WSGI). Its store is
+    closed on exit."""
+    if kind == "wsgi":
+        wsgi = WSGILogoutMiddleware(downstream_wsgi(seen), config, **kwargs)
+        try:
+            yield wsgi, None
+        finally:
+            if wsgi.store is not None:
+                wsgi.store.close()
+        return
+    with anyio.from_thread.start_blocking_portal() as portal:
+        asgi = LogoutMiddleware(downstream_asgi(seen), config, **kwargs)
+        try:
+            yield asgi, portal
+        finally:
+            if asgi.store is not None:
+                portal.call(asgi.store.aclose)
+
+
+@contextmanager
 def harness(
     kind: Kind,
     redis_url: str | None,
@@ -166,21 +188,18 @@ def harness(
     """A :class:`Harness` for ``kind`` with ``LogoutConfig(redis_url=redis_url, **settings)``."""
     config = LogoutConfig(redis_url=redis_url, **settings)
     seen = Seen()
-    if kind == "wsgi":
-        wsgi = WSGILogoutMiddleware(downstream_wsgi(seen), config, on_logout=on_logout)
-        try:
-            yield Harness(kind, wsgi, seen)
-        finally:
-            if wsgi.store is not None:
-                wsgi.store.close()
-        return
-    with anyio.from_thread.start_blocking_portal() as portal:
-        asgi = LogoutMiddleware(downstream_asgi(seen), config, on_logout=on_logout)
-        try:
-            yield Harness(kind, asgi, seen, portal)
-        finally:
-            if asgi.store is not None:
-                portal.call(asgi.store.aclose)
+    with adapter(kind, config, seen, on_logout=on_logout) as (middleware, portal):
+        yield Harness(kind, middleware, seen, portal)
+
+
+def multipart(fields: Sequence[tuple[str, str]], boundary: str = "xYzZY") -> tuple[str, bytes]:
+    """A ``multipart/form-data`` body of ``fields``, and its Content-Type."""
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields
+    ]
+    body = "".join(parts) + f"--{boundary}--\r\n"
+    return f"multipart/form-data; boundary={boundary}", body.encode()
 
 
 def raw_asgi(
@@ -266,8 +285,3 @@ def raw_wsgi(middleware: Any, environ: dict[str, Any]) -> Reply:
         if close is not None:
             close()
     return Reply(captured["status"], list(captured["headers"]), body)
-
-
-def redis_for(url: str) -> redis.Redis:
-    """A plain synchronous client, for asserting what is in Redis."""
-    return redis.Redis.from_url(url)

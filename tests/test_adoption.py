@@ -190,6 +190,18 @@ def _log_in(client: httpx.Client, case: AdoptionCase, user: str, password: str) 
     return sid
 
 
+def _signed_in(
+    browser: httpx.Client, case: AdoptionCase, redis_client: redis.Redis
+) -> tuple[str, str, str]:
+    """Log alice in through the app and check her session is in Redis and seen by the
+    app; return the session cookie's value, its Redis key and a token the app hands out."""
+    sid = _log_in(browser, case, "alice", "wonderland")
+    session_key = case.session_key.format(sid=sid)
+    assert redis_client.exists(session_key) == 1
+    assert browser.get("/").json() == {"user": "alice"}
+    return sid, session_key, _token(browser)
+
+
 def _whoami(url: str, sid: str | None) -> Any:
     """``GET /`` as a separate client presenting only this session cookie (or none)."""
     headers = {"Cookie": f"session={sid}"} if sid else {}
@@ -244,11 +256,7 @@ def test_naive_logout_leaves_the_token_usable(
 ) -> None:
     url = plain_server
     with httpx.Client(base_url=url) as browser:
-        sid = _log_in(browser, case, "alice", "wonderland")
-        session_key = case.session_key.format(sid=sid)
-        assert redis_client.exists(session_key) == 1
-        assert browser.get("/").json() == {"user": "alice"}
-        token = _token(browser)
+        sid, session_key, token = _signed_in(browser, case, redis_client)
         first = _api_me(url, token)
         assert first.status_code == 200
         assert first.json() == {"user": "alice", "calls": 1}
@@ -282,11 +290,7 @@ def test_adopted_logout_is_complete(
     url = adopted_server
     with httpx.Client(base_url=url) as browser:
         # The app works as before through the middleware.
-        sid = _log_in(browser, case, "alice", "wonderland")
-        session_key = case.session_key.format(sid=sid)
-        assert redis_client.exists(session_key) == 1
-        assert browser.get("/").json() == {"user": "alice"}
-        token = _token(browser)
+        sid, session_key, token = _signed_in(browser, case, redis_client)
         assert _api_me(url, token).json() == {"user": "alice", "calls": 1}
 
         # GET /logout no longer reaches the app's naive route and changes nothing.

@@ -27,6 +27,8 @@ from logout_middleware.core import (
     sha256_hex,
 )
 
+from .harness import multipart
+
 T = 1_700_000_000.0
 JWT_KEY = "a-test-signing-key-of-at-least-32-bytes"
 FORM = "application/x-www-form-urlencoded"
@@ -579,17 +581,10 @@ def test_plan_json_or_redirect(accept: str, wants_json: bool) -> None:
     assert plan.event.redirect == plan.redirect
 
 
-def multipart(fields: list[tuple[str, str]], boundary: str = "BoUnDaRy") -> tuple[str, bytes]:
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
-        for name, value in fields
-    ]
-    body = "".join(parts) + f"--{boundary}--\r\n"
-    return f"multipart/form-data; boundary={boundary}", body.encode()
-
-
-MP_TYPE, MP_BODY = multipart([("csrf", "x"), ("next", "/from-multipart")])
-MP_TWO_TYPE, MP_TWO_BODY = multipart([("next", "/a"), ("next", "/b")])
+#: The boundary of the multipart bodies in NEXT_CASES.
+MP_BOUNDARY = "BoUnDaRy"
+MP_TYPE, MP_BODY = multipart([("csrf", "x"), ("next", "/from-multipart")], MP_BOUNDARY)
+MP_TWO_TYPE, MP_TWO_BODY = multipart([("next", "/a"), ("next", "/b")], MP_BOUNDARY)
 
 NEXT_CASES: list[tuple[str, dict[str, Any], dict[str, Any], bytes, str]] = [
     ("absent", {}, {}, b"", "/"),

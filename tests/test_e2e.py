@@ -352,22 +352,23 @@ def test_a_failed_step_is_named_and_the_server_is_still_stopped(
         httpx.get(urls[0] + "/")
 
 
-def demo_env(redis_url: str) -> dict[str, str]:
+def run_demo(redis_url: str) -> subprocess.CompletedProcess[str]:
+    """``examples/demo.py`` run to its end with ``REDIS_URL`` and no ``LOGOUT_*``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGOUT_")}
     env["REDIS_URL"] = redis_url
-    return env
-
-
-def test_demo_script_passes(redis_url: str, redis_client: redis.Redis) -> None:
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "examples/demo.py"],
         cwd=ROOT,
-        env=demo_env(redis_url),
+        env=env,
         capture_output=True,
         text=True,
         timeout=DEMO_TIMEOUT,
         check=False,
     )
+
+
+def test_demo_script_passes(redis_url: str, redis_client: redis.Redis) -> None:
+    done = run_demo(redis_url)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"Using the Redis at {redis_url}" in done.stdout
     assert "FastAPI + starsessions + JWT, at http://127.0.0.1:" in done.stdout
@@ -382,15 +383,7 @@ def test_demo_script_passes(redis_url: str, redis_client: redis.Redis) -> None:
 
 def test_demo_script_fails_clearly_without_redis() -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    done = subprocess.run(
-        [sys.executable, "examples/demo.py"],
-        cwd=ROOT,
-        env=demo_env(dead),
-        capture_output=True,
-        text=True,
-        timeout=DEMO_TIMEOUT,
-        check=False,
-    )
+    done = run_demo(dead)
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"ERROR: cannot reach the Redis at {dead}" in done.stderr
 

@@ -18,6 +18,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -32,8 +33,8 @@ from logout_middleware.config import ConfigError
 from logout_middleware.events import LogoutEvent
 from logout_middleware.testing import redis_server
 
-from .harness import KINDS, Harness, Kind, Reply, harness
-from .test_redirects import ALLOWED, Origin, RawClient, lands_safely, multipart, raw_client
+from .harness import KINDS, Harness, Kind, Reply, harness, multipart
+from .test_redirects import ALLOWED, Origin, RawClient, lands_safely, raw_client
 
 SESSION = "sid-7f3a9c1e5b2d4f60a8e1c3b5d7f9a2c4"
 TOKEN = "tok-Zm9vYmFyYmF6cXV4cXV1eA-4d2c6e8a0b1f"
@@ -72,9 +73,19 @@ class Logouts:
     events: list[LogoutEvent]
     redis: redis.Redis
 
-    def post(self, headers: dict[str, str], **kwargs: Any) -> Reply:
+    def send(
+        self,
+        method: str,
+        path: str = "/logout",
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Reply:
+        """Store the session, then send ``method path`` with its cookie and a bearer token."""
         self.redis.set(SESSION_KEY, b"data")
-        return self.h.post_logout(headers={**CREDENTIALS, **headers}, **kwargs)
+        return self.h.request(method, path, headers={**CREDENTIALS, **(headers or {})}, **kwargs)
+
+    def post(self, headers: dict[str, str], **kwargs: Any) -> Reply:
+        return self.send("POST", headers=headers, **kwargs)
 
     def assert_nothing_changed(self, reply: Reply) -> None:
         assert reply.set_cookies == []
@@ -94,20 +105,29 @@ class Logouts:
         assert len(self.events) == 1
 
 
+@contextmanager
+def logouts_of(
+    kind: Kind, redis_url: str, redis_client: redis.Redis, **settings: Any
+) -> Iterator[Logouts]:
+    """:class:`Logouts` on a harness of ``kind`` with ``settings``, recording its events."""
+    events: list[LogoutEvent] = []
+    with harness(kind, redis_url, on_logout=events.append, **settings) as h:
+        yield Logouts(h, events, redis_client)
+
+
 @pytest.fixture(params=KINDS)
 def logouts(
     request: pytest.FixtureRequest, redis_url: str, redis_client: redis.Redis
 ) -> Iterator[Logouts]:
-    events: list[LogoutEvent] = []
-    with harness(
+    with logouts_of(
         request.param,
         redis_url,
-        on_logout=events.append,
+        redis_client,
         trusted_origins=(TRUSTED,),
         next_uri=NEXT_URI,
         clear_site_data=("cookies", "storage"),
-    ) as h:
-        yield Logouts(h, events, redis_client)
+    ) as it:
+        yield it
 
 
 REFUSED = [
@@ -243,16 +263,15 @@ def test_repeated_sec_fetch_site_with_cross_site_is_refused(
 def confirm(
     request: pytest.FixtureRequest, redis_url: str, redis_client: redis.Redis
 ) -> Iterator[Logouts]:
-    events: list[LogoutEvent] = []
-    with harness(
+    with logouts_of(
         request.param,
         redis_url,
-        on_logout=events.append,
+        redis_client,
         on_get="confirm",
         next_uri=NEXT_URI,
         allowed_hosts=ALLOWED,
-    ) as h:
-        yield Logouts(h, events, redis_client)
+    ) as it:
+        yield it
 
 
 def hidden_next(page: str) -> str | None:
@@ -261,8 +280,7 @@ def hidden_next(page: str) -> str | None:
 
 
 def get_page(confirm: Logouts, query: str = "", **kwargs: Any) -> Reply:
-    confirm.redis.set(SESSION_KEY, b"data")
-    return confirm.h.request("GET", "/logout" + query, headers=CREDENTIALS, **kwargs)
+    return confirm.send("GET", "/logout" + query, **kwargs)
 
 
 def test_confirm_page_is_a_post_form_and_changes_nothing(confirm: Logouts) -> None:
@@ -279,8 +297,7 @@ def test_confirm_page_is_a_post_form_and_changes_nothing(confirm: Logouts) -> No
 
 
 def test_confirm_page_head_has_no_body(confirm: Logouts) -> None:
-    confirm.redis.set(SESSION_KEY, b"data")
-    reply = confirm.h.request("HEAD", "/logout", headers=CREDENTIALS)
+    reply = confirm.send("HEAD")
     assert reply.status == 200
     assert reply.body == b""
     confirm.assert_nothing_changed(reply)
@@ -336,16 +353,14 @@ def test_confirm_page_drops_an_unsafe_next(confirm: Logouts, query: str) -> None
 
 
 def test_get_is_405_by_default(logouts: Logouts) -> None:
-    logouts.redis.set(SESSION_KEY, b"data")
-    reply = logouts.h.request("GET", "/logout?next=/a", headers=CREDENTIALS)
+    reply = logouts.send("GET", "/logout?next=/a")
     assert reply.status == 405
     assert reply.header("allow") == "POST"
     logouts.assert_nothing_changed(reply)
 
 
 def test_other_methods_under_confirm_are_405_with_get_allowed(confirm: Logouts) -> None:
-    confirm.redis.set(SESSION_KEY, b"data")
-    reply = confirm.h.request("PUT", "/logout", headers=CREDENTIALS)
+    reply = confirm.send("PUT")
     assert reply.status == 405
     assert reply.header("allow") == "POST, GET, HEAD"
     confirm.assert_nothing_changed(reply)

@@ -29,12 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
-import anyio.from_thread
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logout_middleware import LogoutConfig, LogoutMiddleware, WSGILogoutMiddleware
+from logout_middleware import LogoutConfig
 from logout_middleware.core import MAX_NEXT_LENGTH, is_safe_next
 
 from .harness import (
@@ -43,9 +42,9 @@ from .harness import (
     Kind,
     Reply,
     Seen,
-    downstream_asgi,
-    downstream_wsgi,
+    adapter,
     harness,
+    multipart,
     raw_asgi,
     raw_wsgi,
 )
@@ -579,15 +578,6 @@ def test_next_in_form_end_to_end(client: Harness, case: Case) -> None:
     assert reply.header("location") == expected_location(case)
 
 
-def multipart(fields: Sequence[tuple[str, str]], boundary: str = "xYzZY") -> tuple[str, bytes]:
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
-        for name, value in fields
-    ]
-    body = "".join(parts) + f"--{boundary}--\r\n"
-    return f"multipart/form-data; boundary={boundary}", body.encode()
-
-
 def test_next_in_multipart_form(client: Harness) -> None:
     content_type, body = multipart([("next", "/account?tab=2")])
     reply = client.post_logout(headers={"Content-Type": content_type}, body=body)
@@ -762,21 +752,8 @@ class RawClient:
 def raw_client(kind: Kind, config: LogoutConfig, **kwargs: Any) -> Iterator[RawClient]:
     """A :class:`RawClient` around the recording app, with ``config``."""
     seen = Seen()
-    if kind == "wsgi":
-        wsgi = WSGILogoutMiddleware(downstream_wsgi(seen), config, **kwargs)
-        try:
-            yield RawClient(kind, wsgi, seen)
-        finally:
-            if wsgi.store is not None:
-                wsgi.store.close()
-        return
-    with anyio.from_thread.start_blocking_portal() as portal:
-        asgi = LogoutMiddleware(downstream_asgi(seen), config, **kwargs)
-        try:
-            yield RawClient(kind, asgi, seen, portal)
-        finally:
-            if asgi.store is not None:
-                portal.call(asgi.store.aclose)
+    with adapter(kind, config, seen, **kwargs) as (middleware, portal):
+        yield RawClient(kind, middleware, seen, portal)
 
 
 @pytest.fixture(scope="module", params=KINDS)
