@@ -371,7 +371,7 @@ def test_mirror_not_live_clears_nothing() -> None:
     assert mirror.clears(revoke_key("anything")) is False
 
 
-def test_mirror_replace_add_key_add_hashes() -> None:
+def test_mirror_replace_add_key_absorb() -> None:
     mirror = DenylistMirror(PREFIX)
     mirror.replace(mirror.members_of([revoke_key("a").encode()]))
     assert mirror.live is True
@@ -379,16 +379,20 @@ def test_mirror_replace_add_key_add_hashes() -> None:
     assert mirror.clears(revoke_key("b")) is True
     mirror.add_key(revoke_key("b"))
     assert mirror.clears(revoke_key("b")) is False
-    last = mirror.add_hashes(
-        [
-            (b"1-0", {b"token_hash": sha256_hex(b"c").encode()}),
-            (b"2-0", {b"token_hash": b""}),
-        ]
-    )
+    entries = [
+        (b"1-0", {b"token_hash": sha256_hex(b"c").encode()}),
+        (b"2-0", {b"token_hash": b""}),
+    ]
+    last = mirror.absorb([(b"logout:events", entries)], b"0-0")
     assert last == b"2-0"
     assert mirror.clears(revoke_key("c")) is False
     assert mirror.clears(revoke_key("d")) is True
-    assert mirror.add_hashes([]) is None
+    assert mirror.absorb(None, b"2-0") == b"2-0"
+    assert mirror.absorb([], b"2-0") == b"2-0"
+    elsewhere: set[int] = set()
+    mirror.absorb([("s", [("3-0", {"token_hash": sha256_hex(b"e")})])], "2-0", elsewhere)
+    assert elsewhere == mirror.members_of([revoke_key("e")])
+    assert mirror.clears(revoke_key("e")) is True
 
 
 def test_mirror_reload_replaces_members() -> None:

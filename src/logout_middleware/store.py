@@ -41,7 +41,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import redis
@@ -209,20 +209,19 @@ class DenylistMirror:
         """Record a denylist key this process just wrote."""
         self._members.add(self._member(key[self._start :]))
 
-    def add_hashes(self, entries: Iterable[tuple[Any, Mapping[Any, Any]]]) -> Any:
-        """Record the ``token_hash`` of audit stream entries; return the last entry id."""
-        return self.collect(entries, self._members)
+    def absorb(self, reply: Any, last: Any, into: set[int] | None = None) -> Any:
+        """Add the ``token_hash`` of every entry in an ``XREAD`` reply (a list of
+        ``(stream, entries)``, or None) to ``into``, the mirror's own members by default.
 
-    def collect(self, entries: Iterable[tuple[Any, Mapping[Any, Any]]], into: set[int]) -> Any:
-        """Add the ``token_hash`` of stream ``entries`` to ``into``; return the last
-        entry id, or None when there were none. Field names may be bytes or text
-        (``decode_responses``)."""
-        last = None
-        for entry_id, fields in entries:
-            last = entry_id
-            token_hash = fields.get(b"token_hash") or fields.get("token_hash")
-            if token_hash:
-                into.add(self._member(token_hash))
+        :returns: the id of the reply's last entry, or ``last`` when it has none.
+        Field names may be bytes or text (``decode_responses``)."""
+        members = self._members if into is None else into
+        for _stream, entries in reply or ():
+            for entry_id, fields in entries:
+                last = entry_id
+                token_hash = fields.get(b"token_hash") or fields.get("token_hash")
+                if token_hash:
+                    members.add(self._member(token_hash))
         return last
 
     def members_of(self, keys: Iterable[str | bytes]) -> set[int]:
@@ -409,20 +408,13 @@ class RedisStore(_Shared):
                     last = _stream_end(client.xrevrange(stream, count=1))
                     members = mirror.members_of(client.scan_iter(match=mirror.glob(), count=1000))
                     # Revocations made during the SCAN are in the stream after `last`.
-                    while True:
-                        reply: Any = client.xread({stream: last}, count=1000)
-                        if not reply:
-                            break
-                        for _name, entries in reply:
-                            last = mirror.collect(entries, members) or last
+                    while reply := client.xread({stream: last}, count=1000):
+                        last = mirror.absorb(reply, last, members)
                     mirror.replace(members)
                     reload_at = time.monotonic() + MIRROR_RELOAD
                     while not self._stop.is_set() and time.monotonic() < reload_at:
-                        followed: Any = client.xread(
-                            {stream: last}, block=FOLLOW_BLOCK_MS, count=1000
-                        )
-                        for _name, entries in followed or ():
-                            last = mirror.add_hashes(entries) or last
+                        followed = client.xread({stream: last}, block=FOLLOW_BLOCK_MS, count=1000)
+                        last = mirror.absorb(followed, last)
                 except (redis.RedisError, OSError) as exc:
                     if self._stop.is_set():
                         break
@@ -510,20 +502,15 @@ class AsyncRedisStore(_Shared):
                         [key async for key in client.scan_iter(match=mirror.glob(), count=1000)]
                     )
                     # Revocations made during the SCAN are in the stream after `last`.
-                    while True:
-                        reply: Any = await client.xread({stream: last}, count=1000)
-                        if not reply:
-                            break
-                        for _name, entries in reply:
-                            last = mirror.collect(entries, members) or last
+                    while reply := await client.xread({stream: last}, count=1000):
+                        last = mirror.absorb(reply, last, members)
                     mirror.replace(members)
                     reload_at = time.monotonic() + MIRROR_RELOAD
                     while time.monotonic() < reload_at:
-                        followed: Any = await client.xread(
+                        followed = await client.xread(
                             {stream: last}, block=FOLLOW_BLOCK_MS, count=1000
                         )
-                        for _name, entries in followed or ():
-                            last = mirror.add_hashes(entries) or last
+                        last = mirror.absorb(followed, last)
                 except (redis.RedisError, OSError) as exc:
                     self._follower_failed(exc)
                     await asyncio.sleep(1.0)
