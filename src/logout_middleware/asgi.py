@@ -81,6 +81,9 @@ class LogoutMiddleware:
         self.listeners = listeners(on_logout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI 3.0 application: answer the logout URI itself; refuse an HTTP request
+        or websocket handshake whose bearer token is revoked (``401 invalid_token``, RFC
+        6750 section 3.1); pass everything else, ``lifespan`` included, to the app."""
         kind = scope["type"]
         core = self.core
         if kind == "http":

@@ -64,6 +64,9 @@ class WSGILogoutMiddleware:
         self.listeners = sync_only(listeners(on_logout))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """The WSGI application (PEP 3333): answer the logout URI itself; refuse a request
+        whose bearer token is revoked (``401 invalid_token``, RFC 6750 section 3.1); pass
+        everything else to the app."""
         core = self.core
         if core.matches(environ.get("PATH_INFO", ""), ""):
             return self._logout(environ, start_response)
