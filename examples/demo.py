@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import hashlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -51,12 +52,23 @@ SESSION_COOKIE = "session"
 START_TIMEOUT = 30.0
 #: The logout settings of each example beside ``LOGOUT_REDIS_URL``, by field name
 #: (``session_keys`` is ``LOGOUT_SESSION_KEYS``). Flask-Session's are the defaults.
+#: Both examples keep the user name at ``session["user"]``: the subject of their sessions.
+#: The FastAPI example's JWTs are signed with ``JWT_SECRET``, which the middleware is
+#: given too (``LOGOUT_JWT_KEY``), so that it can trust their ``sub``.
 FASTAPI_SETTINGS = {
     "session_cookie": SESSION_COOKIE,
     "session_keys": "starsessions.{sid}",
     "cookies": SESSION_COOKIE,
+    "session_subject": "user",
+    "everywhere_path": "/logout/everywhere",
+    "jwt_key": secrets.token_urlsafe(32),
 }
-FLASK_SETTINGS = {"session_cookie": SESSION_COOKIE, "session_keys": "session:{sid}"}
+FLASK_SETTINGS = {
+    "session_cookie": SESSION_COOKIE,
+    "session_keys": "session:{sid}",
+    "session_subject": "user",
+    "everywhere_path": "/logout/everywhere",
+}
 
 Out = Callable[[str], None]
 
@@ -157,7 +169,9 @@ def serve_fastapi(redis_url: str, **settings: str) -> Iterator[str]:
     (:data:`FASTAPI_SETTINGS`); ``settings`` adds or overrides others by field name
     (``revocation_cache="true"``).
     """
-    env = example_env(redis_url, **{**FASTAPI_SETTINGS, **settings})
+    merged = {**FASTAPI_SETTINGS, **settings}
+    env = example_env(redis_url, **merged)
+    env["JWT_SECRET"] = merged["jwt_key"]
 
     def command(port: int) -> list[str]:
         return [
@@ -476,7 +490,7 @@ def _token_revoked(walk: Walk, client: redis.Redis, token: str) -> str:
 
 
 def _audit_entry(
-    walk: Walk, client: redis.Redis, before: str, sid: str, token: str | None
+    walk: Walk, client: redis.Redis, before: str, sid: str, token: str | None, user: str
 ) -> tuple[str, dict[str, str]]:
     """Step: exactly one new audit entry after id ``before``, naming the token revoked
     (or, without one, the session) by its hash; return its id and fields."""
@@ -491,10 +505,11 @@ def _audit_entry(
     if token is not None:
         found = fields.get("token_hash")
         walk.check(found == sha256_hex(token), "its token_hash matches the denylist key", found)
-    else:
-        found = fields.get("session_id_hash")
-        expected = "its session_id_hash is the SHA-256 of the session id"
-        walk.check(found == sha256_hex(sid), expected, found)
+    found = fields.get("session_id_hash")
+    expected = "its session_id_hash is the SHA-256 of the session id"
+    walk.check(found == sha256_hex(sid), expected, found)
+    walk.check(fields.get("type") == "session_end", "type session_end", fields.get("type"))
+    walk.check(fields.get("subject") == user, f"it says who: subject {user}", fields.get("subject"))
     return entry_id, fields
 
 
@@ -554,7 +569,7 @@ def _walk(
         _session_gone(walk, client, key)
         if token is not None:
             denylist_key = _token_revoked(walk, client, token)
-        entry_id, entry = _audit_entry(walk, client, before, sid, token)
+        entry_id, entry = _audit_entry(walk, client, before, sid, token, user)
 
         _replay_cookie(walk, browser, client, sid, key)
         if token is not None:

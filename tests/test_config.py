@@ -41,6 +41,48 @@ def test_defaults() -> None:
     assert config.on_check_error == "allow"
     assert config.max_body == 64 * 1024
     assert config.expired_cookies == ("session",)
+    assert config.revocation_cache is True
+    assert config.everywhere_path is None
+    assert config.session_subject is None
+    assert config.session_format == "auto"
+    assert config.session_ttl == 31 * 24 * 3600
+    assert config.key_prefix == "logout:"
+    assert config.jwt_key is None
+    assert config.jwks_url is None
+    assert config.jwt_algorithms == ()
+    assert config.jwt_leeway == 60
+
+
+@pytest.mark.parametrize(
+    ("settings", "algorithms"),
+    [
+        ({"jwt_key": "s3cret"}, ("HS256",)),
+        (
+            {"jwt_key": "-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----"},
+            ("RS256", "ES256"),
+        ),
+        ({"jwks_url": "https://id.example.com/jwks"}, ("RS256", "ES256")),
+        ({"jwt_key": "s3cret", "jwt_algorithms": ("HS512",)}, ("HS512",)),
+    ],
+    ids=["hmac-secret", "pem-key", "jwks", "explicit"],
+)
+def test_jwt_algorithms_follow_the_key(
+    settings: dict[str, Any], algorithms: tuple[str, ...]
+) -> None:
+    """Without LOGOUT_JWT_ALGORITHMS the key's kind decides; an HMAC algorithm is never
+    paired with a public key (the RS256/HS256 confusion)."""
+    assert LogoutConfig(**settings).jwt_algorithms == algorithms
+
+
+def test_jwt_key_hidden_from_repr() -> None:
+    assert "s3cret" not in repr(LogoutConfig(jwt_key="s3cret"))
+
+
+def test_empty_stream_runs_without_the_cache() -> None:
+    """The cache follows the audit stream: with no stream, there is no cache (and no error)."""
+    config = LogoutConfig(events_stream="")
+    assert config.revocation_cache is True
+    assert config.events_stream == ""
 
 
 def test_from_empty_environ_equals_defaults() -> None:
@@ -146,6 +188,18 @@ FROM_ENV_CASES: list[tuple[str, str, str, object]] = [
     ("LOGOUT_ON_STORE_ERROR", "succeed", "on_store_error", "succeed"),
     ("LOGOUT_ON_CHECK_ERROR", "deny", "on_check_error", "deny"),
     ("LOGOUT_MAX_BODY", "1024", "max_body", 1024),
+    ("LOGOUT_EVERYWHERE_PATH", "/logout/everywhere", "everywhere_path", "/logout/everywhere"),
+    ("LOGOUT_SESSION_SUBJECT", "_user_id", "session_subject", "_user_id"),
+    ("LOGOUT_SESSION_SUBJECT", "user.id", "session_subject", "user.id"),
+    ("LOGOUT_SESSION_FORMAT", "pickle", "session_format", "pickle"),
+    ("LOGOUT_SESSION_TTL", "86400", "session_ttl", 86400),
+    ("LOGOUT_KEY_PREFIX", "app:logout:", "key_prefix", "app:logout:"),
+    ("LOGOUT_JWT_KEY", "s3cret", "jwt_key", "s3cret"),
+    ("LOGOUT_JWKS_URL", "https://id.example.com/jwks", "jwks_url", "https://id.example.com/jwks"),
+    ("LOGOUT_JWT_ALGORITHMS", "RS256,ES256", "jwt_algorithms", ("RS256", "ES256")),
+    ("LOGOUT_JWT_ISSUER", "https://id.example.com", "jwt_issuer", "https://id.example.com"),
+    ("LOGOUT_JWT_AUDIENCE", "api,web", "jwt_audience", ("api", "web")),
+    ("LOGOUT_JWT_LEEWAY", "5", "jwt_leeway", 5),
 ]
 
 
@@ -346,11 +400,25 @@ INVALID_KWARGS: list[tuple[str, dict[str, Any], str]] = [
     ("token-ttl-float", {"token_ttl": 1.5}, "LOGOUT_TOKEN_TTL"),
     ("max-body-string", {"max_body": "1024"}, "LOGOUT_MAX_BODY"),
     ("on-get-bad", {"on_get": "GET"}, "LOGOUT_GET"),
+    ("everywhere-path-relative", {"everywhere_path": "everywhere"}, "LOGOUT_EVERYWHERE_PATH"),
+    ("everywhere-path-is-logout", {"everywhere_path": "/logout"}, "LOGOUT_EVERYWHERE_PATH"),
+    ("session-subject-empty-part", {"session_subject": "user..id"}, "LOGOUT_SESSION_SUBJECT"),
+    ("session-format-bad", {"session_format": "yaml"}, "LOGOUT_SESSION_FORMAT"),
+    ("session-ttl-zero", {"session_ttl": 0}, "LOGOUT_SESSION_TTL"),
+    ("key-prefix-empty", {"key_prefix": ""}, "LOGOUT_KEY_PREFIX"),
+    ("jwt-key-empty", {"jwt_key": ""}, "LOGOUT_JWT_KEY"),
+    ("jwt-key-and-jwks", {"jwt_key": "k", "jwks_url": "https://x/jwks"}, "LOGOUT_JWKS_URL"),
+    ("jwks-url-not-http", {"jwks_url": "file:///etc/jwks"}, "LOGOUT_JWKS_URL"),
+    ("jwt-algorithm-none", {"jwt_key": "k", "jwt_algorithms": ("none",)}, "LOGOUT_JWT_ALGORITHMS"),
     (
-        "revocation-cache-without-stream",
-        {"revocation_cache": True, "events_stream": ""},
-        "LOGOUT_REVOCATION_CACHE",
+        "jwt-hmac-with-pem",
+        {
+            "jwt_key": "-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----",
+            "jwt_algorithms": ("HS256",),
+        },
+        "LOGOUT_JWT_ALGORITHMS",
     ),
+    ("jwt-leeway-negative", {"jwt_leeway": -1}, "LOGOUT_JWT_LEEWAY"),
     ("on-store-error-bad", {"on_store_error": "retry"}, "LOGOUT_ON_STORE_ERROR"),
     ("redis-timeout-zero", {"redis_timeout": 0}, "LOGOUT_REDIS_TIMEOUT"),
     ("cookie-samesite-bad", {"cookie_samesite": "always"}, "LOGOUT_COOKIE_SAMESITE"),

@@ -121,6 +121,11 @@ def assert_common_entry(entry: dict[str, str], result: WalkResult) -> None:
     assert entry["user_agent"] == USER_AGENT
     assert entry["redirect"] == "/"
     assert entry["store"] == "ok"
+    assert entry["type"] == "session_end"
+    assert entry["reason"] == "user_logout"
+    assert entry["subject"] == result.user
+    assert entry["subject_source"] == "session"
+    assert entry["sessions_ended"] == "1"
 
 
 ENTRY_FIELDS = {
@@ -135,6 +140,16 @@ ENTRY_FIELDS = {
     "client",
     "user_agent",
     "redirect",
+    "type",
+    "reason",
+    "subject",
+    "subject_source",
+    "impersonator",
+    "duration",
+    "sessions_ended",
+    "tokens_ended",
+    "ended_sessions",
+    "not_before",
     "store",
 }
 

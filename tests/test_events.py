@@ -40,6 +40,16 @@ def full_event() -> LogoutEvent:
         redirect="/bye",
         store="ok",
         store_error=None,
+        type="impersonation_end",
+        reason="everywhere",
+        subject="42",
+        subject_source="jwt",
+        impersonator="support-7",
+        duration=1234.5,
+        sessions_ended=3,
+        tokens_ended=1,
+        ended_session_hashes=("c" * 64, "d" * 64),
+        not_before=1715949045.123456,
     )
 
 
@@ -78,6 +88,16 @@ def test_to_fields_full() -> None:
         "client": "203.0.113.7",
         "user_agent": "Mozilla/5.0",
         "redirect": "/bye",
+        "type": "impersonation_end",
+        "reason": "everywhere",
+        "subject": "42",
+        "subject_source": "jwt",
+        "impersonator": "support-7",
+        "duration": "1234.500",
+        "sessions_ended": "3",
+        "tokens_ended": "1",
+        "ended_sessions": f"{'c' * 64},{'d' * 64}",
+        "not_before": "1715949045.123456",
     }
 
 
@@ -94,6 +114,16 @@ def test_to_fields_absent_values_are_empty() -> None:
         "client": "",
         "user_agent": "",
         "redirect": "",
+        "type": "anon_context_end",
+        "reason": "user_logout",
+        "subject": "",
+        "subject_source": "",
+        "impersonator": "",
+        "duration": "",
+        "sessions_ended": "0",
+        "tokens_ended": "0",
+        "ended_sessions": "",
+        "not_before": "",
     }
 
 

@@ -701,18 +701,22 @@ def test_revoke_tokens_false_disables_revocation_and_checks(
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_logout_is_one_multi_exec(kind: Kind, redis_url: str, redis_client: redis.Redis) -> None:
+    """One transaction per logout; before it, one read of the session record when this
+    process has not read it within the last minute (to learn whose session it is)."""
     redis_client.set(f"session:{SID}", b"v")
     with harness(kind, redis_url) as h:
         redis_client.config_resetstat()
         headers = {"Cookie": f"session={SID}", **bearer(TOKEN)}
         assert h.post_logout(headers=headers).status == 303
+        assert cmdstat_calls(redis_client, "get") == 1
         assert cmdstat_calls(redis_client, "multi") == 1
         assert cmdstat_calls(redis_client, "exec") == 1
         assert cmdstat_calls(redis_client, "del") == 1
-        assert cmdstat_calls(redis_client, "set") == 1
+        assert cmdstat_calls(redis_client, "set") == 2  # the token and the session tombstone
         assert cmdstat_calls(redis_client, "xadd") == 1
         assert cmdstat_calls(redis_client, "exists") == 0
         assert h.post_logout(headers=headers).status == 303
+        assert cmdstat_calls(redis_client, "get") == 1  # read a moment ago: not again
         assert cmdstat_calls(redis_client, "multi") == 2
         assert cmdstat_calls(redis_client, "exec") == 2
         assert cmdstat_calls(redis_client, "xadd") == 2
@@ -857,7 +861,7 @@ def test_empty_events_stream_writes_none(
         reply = h.post_logout(headers={"Cookie": f"session={SID}", **bearer(TOKEN)})
     assert reply.status == 303
     assert list(cast("Iterable[bytes]", redis_client.scan_iter(_type="stream"))) == []
-    assert keys(redis_client) == {denylist_key(TOKEN)}
+    assert keys(redis_client) == {denylist_key(TOKEN), f"logout:revoked-session:{sha(SID)}"}
     assert events[0].store == "ok"
 
 

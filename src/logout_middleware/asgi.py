@@ -4,16 +4,18 @@ Use it with any ASGI framework, with no change to the app's code::
 
     app.add_middleware(LogoutMiddleware)              # FastAPI, Starlette: reads LOGOUT_*
     application = LogoutMiddleware(get_asgi_application())   # Django
-    Litestar(..., middleware=[LogoutMiddleware])      # Litestar
+    app = LogoutMiddleware(Litestar(...))             # Litestar: wrap the whole app
 
 or by the server command alone, through :mod:`logout_middleware.serve`.
 
-Requests to the logout URI are answered here and never reach the app. On every other
-HTTP request the only work is a path comparison and, when the request carries
-``Authorization: Bearer``, one Redis ``EXISTS`` (none with the revocation cache). A
-websocket handshake carrying a revoked bearer token is refused too (``401`` where the
-server supports ASGI's ``websocket.http.response`` extension, else ``403`` by a close
-before accept); every other websocket, and ``lifespan``, passes through untouched.
+Requests to the logout URI (and the everywhere URI) are answered here and never reach
+the app. Every other HTTP request or websocket handshake costs a path comparison and a
+header scan; one that carries the session cookie or a bearer token is checked against
+the revocation state (from the process's mirror: no Redis round trip in steady state).
+A revoked bearer token gets ``401 invalid_token`` (a websocket: ``401`` where the server
+supports ASGI's ``websocket.http.response`` extension, else ``403`` by a close before
+accept); a revoked session's cookie is taken out of the request before the app sees
+it, and expired in the response. ``lifespan`` passes through untouched.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from typing import Any
 import redis.asyncio
 
 from .config import LogoutConfig
-from .core import LogoutCore, RequestHead, Response, StoreOutcome
+from .core import Check, KnownSession, LogoutCore, RequestHead, Response, Route
 from .events import AsyncListener, Listener, anotify, listeners
-from .store import AsyncRedisStore, warn_if_no_store
+from .store import AsyncRedisStore, adrive, warn_if_no_store
 
 __all__ = ["LogoutMiddleware"]
 
@@ -78,68 +80,121 @@ class LogoutMiddleware:
         self.store = AsyncRedisStore.from_config(self.config, redis)
         warn_if_no_store(self.store is not None)
         self.core = LogoutCore(self.config, has_store=self.store is not None)
+        if self.store is not None and self.core.mirror is not None:
+            self.store.attach(self.core.mirror, self.core.records_of)
         self.listeners = listeners(on_logout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The ASGI 3.0 application: answer the logout URI itself; refuse an HTTP request
-        or websocket handshake whose bearer token is revoked (``401 invalid_token``, RFC
-        6750 section 3.1); pass everything else, ``lifespan`` included, to the app."""
+        """The ASGI 3.0 application: answer the logout and everywhere URIs itself; check
+        the credentials of other HTTP requests and websocket handshakes; pass everything
+        else, ``lifespan`` included, to the app."""
         kind = scope["type"]
         core = self.core
         if kind == "http":
-            if core.matches(scope["path"], scope.get("root_path", "")):
-                await self._logout(scope, receive, send)
+            route = core.route(scope["path"], scope.get("root_path", ""))
+            if route is not None:
+                await self._logout(scope, receive, send, route)
                 return
         elif kind != "websocket":
             await self.app(scope, receive, send)
             return
-        if core.checks_tokens:
-            # Scanned inline: a request without Authorization costs no coroutine.
+        if core.checks_requests:
+            # Scanned inline: a request without credentials costs no coroutine.
+            cookie = authorization = None
             for name, value in scope["headers"]:
-                if name == b"authorization":
-                    refusal = await self._check_token(value)
-                    if refusal is not None:
-                        if kind == "http":
-                            await _send(send, refusal)
-                        else:
-                            await _refuse_websocket(scope, receive, send, refusal)
-                        return
+                if name == b"cookie":
+                    cookie = value if cookie is None else cookie + b"; " + value
+                elif name == b"authorization":
+                    authorization = value
+            if cookie is not None or authorization is not None:
+                await self._checked(scope, receive, send, cookie, authorization)
+                return
         await self.app(scope, receive, send)
 
-    async def _check_token(self, authorization: bytes) -> Response | None:
-        """The refusal for a revoked bearer token in ``authorization``, or None."""
-        key = self.core.revocation_key(authorization)
-        if key is None or self.store is None:
-            return None
-        return self.core.revocation_response(await self.store.is_revoked(key))
+    async def _checked(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        cookie: bytes | None,
+        authorization: bytes | None,
+    ) -> None:
+        """Check a request's credentials, then pass it on (or refuse it)."""
+        core = self.core
+        checks = core.checks
+        session = checks.session(cookie.decode("latin-1")) if cookie is not None else None
+        token = checks.token(authorization) if authorization is not None and checks.tokens else None
+        if session is None and token is None:
+            await self.app(scope, receive, send)
+            return
+        verdict = checks.check(session, token)
+        if isinstance(verdict, Check):
+            answer = await self.store.check(verdict) if self.store is not None else None
+            verdict = checks.answer(session, token, answer)
+        if verdict.refuse or verdict.unavailable:
+            refusal = core.revoked if verdict.refuse else core.check_unavailable
+            if scope["type"] == "http":
+                await _send(send, refusal)
+            else:
+                await _refuse_websocket(scope, receive, send, refusal)
+            return
+        if verdict.strip is not None:
+            scope, send = self._without_session(scope, send)
+        await self.app(scope, receive, send)
+        if session is not None and core.unsettled(session):
+            await self._settle(session)
 
-    async def _logout(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _settle(self, session: KnownSession) -> None:
         try:
-            response = await self._respond(scope, receive)
+            await adrive(self.core.settle(session), self.store, self.core.verifier)
+        except Exception:
+            logger.exception("session bookkeeping failed")
+
+    def _without_session(self, scope: Scope, send: Send) -> tuple[Scope, Send]:
+        """The scope without the revoked session cookie, and a ``send`` that expires it
+        in the response (unless the app sets a new session cookie)."""
+        core = self.core
+        joined = "; ".join(v.decode("latin-1") for k, v in scope["headers"] if k == b"cookie")
+        remaining = core.without_session_cookie(joined)
+        headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
+        if remaining:
+            headers.append((b"cookie", remaining.encode("latin-1")))
+        secure = scope.get("scheme") in ("https", "wss")
+
+        async def expiring_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                found = list(message.get("headers", []))
+                set_cookies = [v.decode("latin-1") for k, v in found if k.lower() == b"set-cookie"]
+                expiry = core.expiry_for(set_cookies, secure)
+                if expiry is not None:
+                    found.append((b"set-cookie", expiry.encode("latin-1")))
+                    message = {**message, "headers": found}
+            await send(message)
+
+        return {**scope, "headers": headers}, expiring_send
+
+    async def _logout(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
+        try:
+            response = await self._respond(scope, receive, route)
         except Exception:
             logger.exception("logout failed unexpectedly")
             response = self.core.internal_error
         if response is not None:
             await _send(send, response)
 
-    async def _respond(self, scope: Scope, receive: Receive) -> Response | None:
-        """Carry out the core's steps; None when the client disconnected mid-body."""
+    async def _respond(self, scope: Scope, receive: Receive, route: Route) -> Response | None:
+        """Carry out the core's logout; None when the client disconnected mid-body."""
         core = self.core
         head = _head(scope)
-        admitted = core.admit(head)
+        admitted = core.admit(head, route)
         if isinstance(admitted, Response):
             return admitted
         body = await _read_body(receive, admitted) if admitted else b""
         if body is None:
             return None
-        plan = core.plan(head, body)
-        if isinstance(plan, Response):
-            return plan
-        outcome = StoreOutcome("disabled")
-        if plan.ops is not None and self.store is not None:
-            outcome = await self.store.execute(plan.ops)
-        response, event = core.finish(plan, outcome)
-        await anotify(self.listeners, event)
+        response, event = await adrive(core.logout(head, body, route), self.store, core.verifier)
+        if event is not None:
+            await anotify(self.listeners, event)
         return response
 
 

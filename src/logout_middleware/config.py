@@ -27,6 +27,26 @@ OnGet = Literal["405", "confirm"]
 OnStoreError = Literal["fail", "succeed"]
 OnCheckError = Literal["allow", "deny"]
 SameSite = Literal["Strict", "Lax", "None"]
+SessionFormat = Literal["auto", "json", "msgpack", "pickle"]
+#: JWT algorithms PyJWT knows (RFC 7518 section 3.1 and RFC 8037); ``none`` never.
+JWT_ALGORITHMS = frozenset(
+    {
+        "HS256",
+        "HS384",
+        "HS512",
+        "RS256",
+        "RS384",
+        "RS512",
+        "PS256",
+        "PS384",
+        "PS512",
+        "ES256",
+        "ES256K",
+        "ES384",
+        "ES512",
+        "EdDSA",
+    }
+)
 
 #: RFC 6265 section 4.1.1 ``cookie-name`` is an RFC 2616 ``token``.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
@@ -149,10 +169,13 @@ class LogoutConfig:
     #: ``LOGOUT_REVOKE_TOKENS``: revoke the logout request's bearer token and refuse
     #: revoked tokens on every later request (needs Redis).
     revoke_tokens: bool = True
-    #: ``LOGOUT_REVOCATION_CACHE``: keep a local mirror of the denylist in each process,
-    #: followed through the audit stream, so that requests with tokens that are not
-    #: revoked cost no Redis round trip (see :class:`~logout_middleware.store.DenylistMirror`).
-    revocation_cache: bool = False
+    #: ``LOGOUT_REVOCATION_CACHE``: keep a local mirror of the revocation state (revoked
+    #: tokens, session tombstones, subjects' not-before) in each process, followed
+    #: through the audit stream, so that requests with a session cookie or a bearer token
+    #: cost no Redis round trip (see
+    #: :class:`~logout_middleware.core.revocation.RevocationMirror`). Off, or without an
+    #: audit stream to follow: one pipelined Redis check per such request.
+    revocation_cache: bool = True
     #: ``LOGOUT_TOKEN_TTL``: how long an opaque (non-JWT) token stays revoked, seconds.
     token_ttl: int = 3600
     #: ``LOGOUT_TOKEN_MAX_TTL``: upper bound on a revocation's lifetime, seconds, for JWTs
@@ -173,6 +196,39 @@ class LogoutConfig:
     on_check_error: OnCheckError = "allow"
     #: ``LOGOUT_MAX_BODY``: largest logout request body read, bytes; larger gets 413.
     max_body: int = 64 * 1024
+    #: ``LOGOUT_EVERYWHERE_PATH``: the URI that logs the request's subject out of every
+    #: session and JWT (for example ``/logout/everywhere``); unset for none.
+    everywhere_path: str | None = None
+    #: ``LOGOUT_SESSION_SUBJECT``: dotted path to the user id in the session data:
+    #: ``_user_id`` (Flask-Login), ``_auth_user_id`` (Django), ``user.id``. Unset: the
+    #: middleware does not learn whose sessions are whose.
+    session_subject: str | None = None
+    #: ``LOGOUT_SESSION_FORMAT``: how session records are encoded: ``auto`` (msgpack,
+    #: then JSON: Flask-Session 0.8 and starsessions), ``json``, ``msgpack``, or
+    #: ``pickle`` (Django's cache sessions; read without loading any class).
+    session_format: SessionFormat = "auto"
+    #: ``LOGOUT_SESSION_TTL``: the session store's session lifetime, seconds: how long a
+    #: logged-out session's tombstone and a session index entry live (31 days, as
+    #: Flask's ``PERMANENT_SESSION_LIFETIME``).
+    session_ttl: int = 31 * 24 * 3600
+    #: ``LOGOUT_KEY_PREFIX``: prefix of the session tombstones, subjects' not-before
+    #: and session index keys.
+    key_prefix: str = "logout:"
+    #: ``LOGOUT_JWT_KEY``: the key that verifies bearer JWTs: an HMAC secret, or a PEM
+    #: public key (``-----BEGIN PUBLIC KEY-----``).
+    jwt_key: str | None = field(default=None, repr=False)
+    #: ``LOGOUT_JWKS_URL``: an https URL of the issuer's JWKS (RFC 7517), instead of a key.
+    jwks_url: str | None = None
+    #: ``LOGOUT_JWT_ALGORITHMS``: algorithms accepted for verification. Default: ``HS256``
+    #: for an HMAC secret, ``RS256,ES256`` for a PEM key or a JWKS. Never ``none``.
+    jwt_algorithms: tuple[str, ...] = ()
+    #: ``LOGOUT_JWT_ISSUER``: the ``iss`` that verified JWTs must carry; unset: not checked.
+    jwt_issuer: str | None = None
+    #: ``LOGOUT_JWT_AUDIENCE``: ``aud`` values accepted; unset: not checked.
+    jwt_audience: tuple[str, ...] = ()
+    #: ``LOGOUT_JWT_LEEWAY``: clock skew allowed on ``exp``/``nbf``/``iat``, seconds; also
+    #: added to a revoked JWT's remaining lifetime.
+    jwt_leeway: int = 60
 
     def __post_init__(self) -> None:
         def set_(name: str, value: object) -> None:
@@ -185,6 +241,8 @@ class LogoutConfig:
             "cookies",
             "clear_site_data",
             "session_keys",
+            "jwt_algorithms",
+            "jwt_audience",
         ):
             value = getattr(self, name)
             if isinstance(value, str):
@@ -259,10 +317,59 @@ class LogoutConfig:
                 raise _fail(name, f"must be a positive whole number, got {value!r}")
         if not self.denylist_prefix:
             raise _fail("denylist_prefix", "must not be empty")
-        if self.revocation_cache and not self.events_stream:
-            raise _fail("revocation_cache", "needs LOGOUT_EVENTS_STREAM, which it follows")
+        self._check_subjects()
         _choice("on_store_error", self.on_store_error, OnStoreError)
         _choice("on_check_error", self.on_check_error, OnCheckError)
+
+    def _check_subjects(self) -> None:
+        """The checks of the revocation-state and JWT settings."""
+        if self.everywhere_path is not None:
+            path = self.everywhere_path
+            if not _PATH.match(path) or "//" in path:
+                raise _fail("everywhere_path", f"must be an absolute path, got {path!r}")
+            if path == self.path:
+                raise _fail("everywhere_path", "must differ from LOGOUT_PATH")
+        if self.session_subject is not None and not re.fullmatch(
+            r"[^.\s]+(\.[^.\s]+)*", self.session_subject
+        ):
+            raise _fail(
+                "session_subject",
+                f"must be a dotted path such as user.id, got {self.session_subject!r}",
+            )
+        _choice("session_format", self.session_format, SessionFormat)
+        if not self.key_prefix:
+            raise _fail("key_prefix", "must not be empty")
+        for name in ("session_ttl",):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise _fail(name, f"must be a positive whole number, got {value!r}")
+        if (
+            isinstance(self.jwt_leeway, bool)
+            or not isinstance(self.jwt_leeway, int)
+            or not (0 <= self.jwt_leeway <= 3600)
+        ):
+            raise _fail("jwt_leeway", f"must be seconds in [0, 3600], got {self.jwt_leeway!r}")
+        if self.jwt_key is not None and self.jwks_url is not None:
+            raise _fail("jwks_url", "set LOGOUT_JWT_KEY or LOGOUT_JWKS_URL, not both")
+        if self.jwt_key == "":
+            raise _fail("jwt_key", "is empty; unset it to leave tokens unverified")
+        if self.jwks_url is not None and not re.match(r"https?://[^\s/]+", self.jwks_url):
+            raise _fail("jwks_url", f"must be an http(s) URL, got {self.jwks_url!r}")
+        pem = self.jwt_key is not None and self.jwt_key.lstrip().startswith("-----BEGIN")
+        algorithms = self.jwt_algorithms
+        if not algorithms and (self.jwt_key is not None or self.jwks_url is not None):
+            algorithms = ("RS256", "ES256") if pem or self.jwks_url else ("HS256",)
+        for algorithm in algorithms:
+            if algorithm not in JWT_ALGORITHMS:
+                allowed = ", ".join(sorted(JWT_ALGORITHMS))
+                raise _fail("jwt_algorithms", f"{algorithm!r} is not one of {allowed}")
+            if pem and algorithm.startswith("HS"):
+                raise _fail(
+                    "jwt_algorithms",
+                    f"{algorithm} with a PEM key: a public key "
+                    "must never be used as an HMAC secret",
+                )
+        object.__setattr__(self, "jwt_algorithms", tuple(algorithms))
 
     @property
     def expired_cookies(self) -> tuple[str, ...]:

@@ -19,13 +19,34 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-__all__ = ["AsyncListener", "Listener", "LogoutEvent", "StoreStatus"]
+__all__ = [
+    "AsyncListener",
+    "EventType",
+    "Listener",
+    "LogoutEvent",
+    "Reason",
+    "StoreStatus",
+    "SubjectSource",
+]
 
 logger = logging.getLogger("logout_middleware")
 
 #: ``ok``: every server-side write succeeded; ``failed``: Redis could not be reached
 #: or refused them; ``disabled``: no Redis is configured, cookies only.
 StoreStatus = Literal["ok", "failed", "disabled"]
+#: What ended, typed as KeyHippo's audit log types the end of a context:
+#: ``session_end`` (a browser session, possibly with a token), ``api_session_end`` (only
+#: bearer tokens), ``impersonation_end`` (a JWT with an RFC 8693 ``act`` claim),
+#: ``anon_context_end`` (a logout that carried no credentials).
+EventType = Literal["session_end", "api_session_end", "impersonation_end", "anon_context_end"]
+#: Why it ended (as Supabase's ``invalidation_reason``): ``user_logout`` (the logout
+#: URI), ``everywhere`` (the everywhere URI), ``admin`` (:func:`logout_middleware.revoke`
+#: or the command line).
+Reason = Literal["user_logout", "everywhere", "admin"]
+#: Where the subject came from: ``session`` (the server-side session record), ``jwt``
+#: (a verified bearer JWT), ``jwt_unverified`` (a JWT whose signature was not checked:
+#: a label only), ``admin`` (named by an operator).
+SubjectSource = Literal["session", "jwt", "jwt_unverified", "admin"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +84,30 @@ class LogoutEvent:
     store: StoreStatus
     #: Why the server-side part failed (the exception's class and message), or None.
     store_error: str | None = None
+    #: What ended (see :data:`EventType`).
+    type: EventType = "anon_context_end"
+    #: Why (see :data:`Reason`).
+    reason: Reason = "user_logout"
+    #: Who: the user id from the session record or the JWT's ``sub``, or None.
+    subject: str | None = None
+    #: Where :attr:`subject` came from (see :data:`SubjectSource`), or None.
+    subject_source: SubjectSource | None = None
+    #: The actor of an impersonation token (``act.sub``, RFC 8693 section 4.1), or None.
+    impersonator: str | None = None
+    #: How long the ended context had lasted, seconds: from starsessions'
+    #: ``__metadata__.created`` or the JWT's ``iat``; None when unknown.
+    duration: float | None = None
+    #: How many sessions were ended (tombstoned): the request's own and, logging out
+    #: everywhere, every other session in the subject's index.
+    sessions_ended: int = 0
+    #: How many tokens were revoked one by one (the request's own). Logging out
+    #: everywhere ends the subject's other JWTs by :attr:`not_before`, uncounted.
+    tokens_ended: int = 0
+    #: SHA-256 of the ids of the other sessions ended (logging out everywhere).
+    ended_session_hashes: tuple[str, ...] = ()
+    #: Logging out everywhere: every JWT of the subject with ``iat`` at or before this
+    #: time (seconds since the epoch) is refused from now on. None otherwise.
+    not_before: float | None = None
 
     @property
     def store_ok(self) -> bool:
@@ -88,6 +133,16 @@ class LogoutEvent:
             "client": self.client or "",
             "user_agent": self.user_agent or "",
             "redirect": self.redirect or "",
+            "type": self.type,
+            "reason": self.reason,
+            "subject": self.subject or "",
+            "subject_source": self.subject_source or "",
+            "impersonator": self.impersonator or "",
+            "duration": "" if self.duration is None else f"{self.duration:.3f}",
+            "sessions_ended": str(self.sessions_ended),
+            "tokens_ended": str(self.tokens_ended),
+            "ended_sessions": ",".join(self.ended_session_hashes),
+            "not_before": "" if self.not_before is None else repr(self.not_before),
         }
 
 

@@ -1,35 +1,35 @@
-"""Redis stores: carry out a logout's writes in one round trip, and read the denylist.
+"""Redis stores: carry out what the core asks for, each request in one round trip.
 
 :class:`RedisStore` (redis-py, for WSGI) and :class:`AsyncRedisStore` (``redis.asyncio``,
-for ASGI) have the same two methods, as the ``limits`` and ``starsessions`` stores do:
+for ASGI) have the same methods, as the ``limits`` and ``starsessions`` stores do, and
+:func:`drive` / :func:`adrive` run a core flow on them:
 
-* ``execute(ops)``: one ``MULTI``/``EXEC`` transaction, sent as one pipeline: ``DEL``
-  of the session keys, ``SET <denylist key> 1 EX <ttl>`` for the token, ``XADD`` of the
-  audit entry. No other client's command runs between them, and if the connection fails
-  none of them runs; Redis has no rollback, so a command it refuses (``WRONGTYPE``) does
-  not undo the others.
-* ``is_revoked(key)``: one ``EXISTS``, or none with the revocation cache.
+* ``execute(ops)``: one ``MULTI``/``EXEC`` transaction, sent as one pipeline: ``DEL`` of
+  the session records, ``SET ... EX`` of the revoked token, the session tombstones and a
+  subject's not-before, ``ZREM`` from the session index, ``XADD`` of the audit entry. No
+  other client's command runs between them, and if the connection fails none of them
+  runs; Redis has no rollback, so a command it refuses (``WRONGTYPE``) does not undo
+  the others.
+* ``read``, ``check``, ``index``, ``delete``: one pipeline each (see :mod:`.core.ops`).
 
-With a ``cache_stream`` (``LOGOUT_REVOCATION_CACHE``) each process keeps a
-:class:`DenylistMirror`: the denylist's members as 64-bit hash prefixes, loaded by
-``SCAN`` and kept current by following the audit stream with a blocking ``XREAD``
-(every revocation's ``XADD`` is in the same transaction as its ``SET``). A token whose
-prefix is absent from a live mirror is not revoked and costs no round trip; a present
-one is confirmed with ``EXISTS`` (expired members and prefix collisions cost only that).
-While the follower is not connected, every check goes to Redis as without the cache.
-The price: another process's revocation is seen after the stream delivers it (well
-under a millisecond on a local network), not at the instant of its ``EXEC``.
+With ``LOGOUT_REVOCATION_CACHE`` (the default) each process keeps the core's
+:class:`~.core.revocation.RevocationMirror` current: loaded by ``SCAN`` and followed
+through the audit stream with a blocking ``XREAD`` (every revocation's ``XADD`` is in
+the same transaction as its ``SET``), on a connection of its own. While the follower is
+not connected, every check goes to Redis. The price: another process's revocation is
+seen once the stream delivers it (well under a millisecond on a local network), not at
+the instant of its ``EXEC``. When the stream says a session ended whose id this process
+knows, the follower deletes its record: that is how logging out everywhere removes the
+records of sessions the logging-out process never saw, with no session id stored.
 
-Neither raises for Redis trouble: a failed logout is reported as a
-:class:`~logout_middleware.core.StoreOutcome` with status ``failed``, and a failed
-check as None, each logged (the check at most once every 10 seconds). Failed logouts
-are kept in memory (up to ``backlog`` of them) and carried out in the transaction of the
-next logout that reaches Redis: their session keys deleted, their tokens revoked for
-what remains of the TTL, their audit entries written with ``store=retried``. A Redis
-outage loses nothing unless it outlasts the backlog or the process.
+Nothing here raises for Redis trouble: a failed logout is reported as a
+:class:`~.core.ops.StoreOutcome` with status ``failed``, a failed check or read as None,
+each logged (at most once every 10 seconds for checks). Failed logouts are kept in memory
+(up to ``backlog`` of them) and carried out in the transaction of the next logout that
+reaches Redis, their audit entries marked ``store=retried``.
 
-Pass your own client to share a connection pool, or use ``from_url``; clients built
-here have short timeouts and one retry, so a dead Redis answers in seconds.
+Pass your own client to share a connection pool, or use ``from_url``; clients built here
+have short timeouts and one retry, so a dead Redis answers in seconds.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import redis
@@ -50,12 +50,25 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .core import StoreOps, StoreOutcome
+from .core.ops import (
+    Check,
+    Checked,
+    Delete,
+    Flow,
+    Index,
+    Read,
+    Reading,
+    StoreOps,
+    StoreOutcome,
+    Verify,
+)
+from .core.revocation import MirrorSnapshot, RevocationMirror
 
 if TYPE_CHECKING:
     from .config import LogoutConfig
+    from .core.tokens import TokenVerifier
 
-__all__ = ["AsyncRedisStore", "DenylistMirror", "RedisStore"]
+__all__ = ["AsyncRedisStore", "RedisStore", "adrive", "drive"]
 
 logger = logging.getLogger("logout_middleware")
 
@@ -63,27 +76,35 @@ logger = logging.getLogger("logout_middleware")
 DEFAULT_BACKLOG = 1000
 #: How long :meth:`RedisStore.close` waits for the follower thread to end, seconds.
 STOP_WAIT = 2.0
-
 #: How long one blocking ``XREAD`` of the mirror's follower waits, milliseconds.
 FOLLOW_BLOCK_MS = 5000
-#: How often a mirror reloads the whole denylist (dropping expired members), seconds.
+#: How often a mirror reloads the whole state (dropping expired members), seconds.
 MIRROR_RELOAD = 300.0
-#: Least time between two warnings about failed denylist checks, seconds.
+#: Least time between two warnings about failed checks, seconds.
 WARN_EVERY = 10.0
+#: Keys per ``SCAN`` step and per ``MGET`` while loading the mirror.
+LOAD_BATCH = 1000
 
 #: A logout whose writes failed, and when (seconds since the epoch).
 _Late = tuple[StoreOps, float]
+#: Given the members of ended sessions, the record keys this process knows for them.
+RecordsOf = Callable[[Iterable[int]], tuple[str, ...]]
+
+_T = TypeVar("_T")
 
 
-def client_options(timeout: float) -> dict[str, Any]:
+def client_options(url: str, timeout: float) -> dict[str, Any]:
     """Keyword arguments for a redis-py client that fails fast: ``timeout`` seconds to
-    connect and to read, keep-alive on, connections checked after 30 idle seconds."""
-    return {
+    connect and to read, connections checked after 30 idle seconds, and TCP keep-alive
+    (not for ``unix://`` URLs, whose connections take no such option)."""
+    options: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
-        "socket_keepalive": True,
         "health_check_interval": 30,
     }
+    if not url.startswith("unix://"):
+        options["socket_keepalive"] = True
+    return options
 
 
 class _Backlog:
@@ -113,14 +134,17 @@ class _Backlog:
 
 def _queue(pipe: Any, ops: StoreOps, status: str = "ok", elapsed: float = 0.0) -> None:
     """Queue the commands of one logout on a pipeline; ``elapsed`` seconds since it was
-    asked for shorten the revocation's TTL (a late revocation ends when it would have)."""
+    asked for shorten the TTLs (a late revocation ends when it would have)."""
     if ops.delete:
         pipe.delete(*ops.delete)
-    if ops.revoke is not None:
-        key, ttl = ops.revoke
+    for key, value, ttl in ops.sets:
         remaining = int(ttl - elapsed)
         if remaining > 0:
-            pipe.set(key, b"1", ex=remaining)
+            pipe.set(key, value, ex=remaining)
+    for index, member in ops.unindex:
+        pipe.zrem(index, member)
+    if ops.drop_index:
+        pipe.delete(*ops.drop_index)
     if ops.stream is not None:
         pipe.xadd(
             ops.stream, {**dict(ops.entry), "store": status}, maxlen=ops.maxlen, approximate=True
@@ -133,10 +157,6 @@ def _queue_all(pipe: Any, ops: StoreOps, late: Sequence[_Late]) -> None:
     now = time.time()
     for old, failed_at in late:
         _queue(pipe, old, "retried", now - failed_at)
-
-
-def _outcome(ops: StoreOps, results: Sequence[Any]) -> StoreOutcome:
-    return StoreOutcome("ok", sessions_deleted=int(results[0]) if ops.delete else 0)
 
 
 def _failed(ops: StoreOps, exc: Exception, backlog: _Backlog, late: list[_Late]) -> StoreOutcome:
@@ -152,6 +172,52 @@ def _failed(ops: StoreOps, exc: Exception, backlog: _Backlog, late: list[_Late])
         backlog.put(late)
         logger.error("logout: Redis refused the writes (%s); not retried", error)
     return StoreOutcome("failed", error=error)
+
+
+def _queue_read(pipe: Any, request: Read) -> None:
+    for key in request.gets:
+        pipe.get(key)
+    for key in request.ranges:
+        pipe.zrangebyscore(key, request.now, "+inf")
+
+
+def _reading(request: Read, results: Sequence[Any]) -> Reading:
+    count = len(request.gets)
+    members = tuple(
+        tuple(m.decode() if isinstance(m, bytes) else str(m) for m in found)
+        for found in results[count:]
+    )
+    values = tuple(v.encode() if isinstance(v, str) else v for v in results[:count])
+    return Reading(values=values, members=members)
+
+
+def _queue_check(pipe: Any, request: Check) -> None:
+    if request.session_key is not None:
+        pipe.exists(request.session_key)
+    if request.token_key is not None:
+        pipe.exists(request.token_key)
+    if request.not_before_key is not None:
+        pipe.get(request.not_before_key)
+
+
+def _checked(request: Check, results: Sequence[Any]) -> Checked:
+    replies = iter(results)
+    session = bool(next(replies)) if request.session_key is not None else False
+    token = bool(next(replies)) if request.token_key is not None else False
+    not_before = 0.0
+    if request.not_before_key is not None:
+        raw = next(replies)
+        with contextlib.suppress(TypeError, ValueError):
+            not_before = float(raw) if raw is not None else 0.0
+    return Checked(session_revoked=session, token_revoked=token, not_before=not_before)
+
+
+def _queue_index(pipe: Any, request: Index) -> None:
+    pipe.zadd(request.key, {request.member: request.expires_at})
+    pipe.zremrangebyscore(request.key, "-inf", request.now)
+    pipe.expire(request.key, request.ttl)
+    if request.previous is not None:
+        pipe.zrem(request.previous, request.member)
 
 
 def warn_if_no_store(has_store: bool) -> None:
@@ -178,69 +244,6 @@ class _Throttle:
         return True
 
 
-class DenylistMirror:
-    """A process-local copy of which denylist keys exist, as 64-bit prefixes of their
-    SHA-256 (about 70 bytes per revoked token).
-
-    Only a *live* mirror answers, and only "not revoked": :meth:`clears` is True when
-    ``key`` is certainly absent. Members are never removed between reloads, so the
-    mirror errs only towards asking Redis.
-
-    :param prefix: ``LOGOUT_DENYLIST_PREFIX``, to find the hash in a key.
-    """
-
-    def __init__(self, prefix: str) -> None:
-        self._prefix = prefix
-        self._start = len(prefix)
-        self._members: set[int] = set()
-        #: True while the mirror is complete and its follower connected.
-        self.live = False
-
-    @staticmethod
-    def _member(hex_digest: str | bytes) -> int:
-        return int(hex_digest[:16], 16)
-
-    def clears(self, key: str) -> bool:
-        """True when denylist ``key`` certainly does not exist (the mirror is live and
-        does not hold its prefix); False means "ask Redis"."""
-        return self.live and int(key[self._start : self._start + 16], 16) not in self._members
-
-    def add_key(self, key: str) -> None:
-        """Record a denylist key this process just wrote."""
-        self._members.add(self._member(key[self._start :]))
-
-    def absorb(self, reply: Any, last: Any, into: set[int] | None = None) -> Any:
-        """Add the ``token_hash`` of every entry in an ``XREAD`` reply (a list of
-        ``(stream, entries)``, or None) to ``into``, the mirror's own members by default.
-
-        :returns: the id of the reply's last entry, or ``last`` when it has none.
-        Field names may be bytes or text (``decode_responses``)."""
-        members = self._members if into is None else into
-        for _stream, entries in reply or ():
-            for entry_id, fields in entries:
-                last = entry_id
-                token_hash = fields.get(b"token_hash") or fields.get("token_hash")
-                if token_hash:
-                    members.add(self._member(token_hash))
-        return last
-
-    def members_of(self, keys: Iterable[str | bytes]) -> set[int]:
-        """The members for denylist ``keys`` (bytes or text, as ``SCAN`` returns them)."""
-        start = self._start
-        return {self._member(key[start:]) for key in keys}
-
-    def replace(self, members: set[int]) -> None:
-        """Make ``members`` the whole denylist and the mirror live. Members whose keys
-        expired since the last reload are dropped here."""
-        self._members = members
-        self.live = True
-
-    def glob(self) -> str:
-        """The ``SCAN MATCH`` pattern for the denylist keys."""
-        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in self._prefix)
-        return escaped + "*"
-
-
 def _stream_end(reply: Any) -> Any:
     """The id of the newest entry from an ``XREVRANGE ... COUNT 1`` reply, or ``0-0``."""
     return reply[0][0] if reply else b"0-0"
@@ -254,12 +257,20 @@ def _client_id(client: redis.Redis) -> int | None:
         return None
 
 
-def _options(config: LogoutConfig) -> dict[str, Any]:
-    """Store keyword arguments from a configuration."""
-    options: dict[str, Any] = {"denylist_prefix": config.denylist_prefix}
-    if config.revocation_cache and config.revoke_tokens:
-        options["cache_stream"] = config.events_stream
-    return options
+async def _scan(client: redis.asyncio.Redis, pattern: str) -> list[Any]:
+    """Every key matching ``pattern``, by ``SCAN`` steps (no async generator: a follower
+    cancelled mid-scan must leave no generator holding its connection)."""
+    keys: list[Any] = []
+    cursor = 0
+    while True:
+        cursor, batch = await client.scan(cursor, match=pattern, count=LOAD_BATCH)
+        keys += batch
+        if not cursor:
+            return keys
+
+
+def _no_records(_members: Iterable[int]) -> tuple[str, ...]:
+    return ()
 
 
 _Store = TypeVar("_Store", bound="_Shared")
@@ -272,15 +283,21 @@ class _Shared:
     #: redis-py's client, connection pool and retry classes: sync or ``redis.asyncio``.
     _flavour: ClassVar[tuple[Any, Any, Any]]
 
-    def __init__(
-        self, client: Any, backlog: int, cache_stream: str | None, denylist_prefix: str
-    ) -> None:
+    def __init__(self, client: Any, backlog: int, cache_stream: str | None) -> None:
         self.client = client
         self._backlog = _Backlog(backlog)
         self._warn = _Throttle(WARN_EVERY)
         self._stream = cache_stream
-        #: The revocation cache, or None when it is off.
-        self.mirror = DenylistMirror(denylist_prefix) if cache_stream else None
+        #: The mirror the follower keeps current (see :meth:`attach`), or None.
+        self.mirror: RevocationMirror | None = None
+        self._records_of: RecordsOf = _no_records
+
+    def attach(self, mirror: RevocationMirror, records_of: RecordsOf = _no_records) -> None:
+        """Keep ``mirror`` current by following the audit stream (when the store was made
+        with a ``cache_stream``), deleting the records ``records_of`` names for sessions
+        that the stream says ended."""
+        self.mirror = mirror
+        self._records_of = records_of
 
     @classmethod
     def from_url(cls: type[_Store], url: str, *, timeout: float = 1.0, **kwargs: Any) -> _Store:
@@ -291,7 +308,7 @@ class _Shared:
         :raises ValueError: from redis-py, for a URL it cannot parse."""
         client_class, _, retry_class = cls._flavour
         client = client_class.from_url(
-            url, retry=retry_class(NoBackoff(), 1), **client_options(timeout)
+            url, retry=retry_class(NoBackoff(), 1), **client_options(url, timeout)
         )
         return cls(client, **kwargs)
 
@@ -299,7 +316,9 @@ class _Shared:
     def from_config(cls: type[_Store], config: LogoutConfig, client: Any = None) -> _Store | None:
         """The store ``config`` asks for, on ``client`` (a redis-py client of the store's
         flavour) or on ``LOGOUT_REDIS_URL``; None when there is neither."""
-        options = _options(config)
+        options: dict[str, Any] = {}
+        if config.revocation_cache and config.events_stream:
+            options["cache_stream"] = config.events_stream
         if client is not None:
             return cls(client, **options)
         if config.redis_url:
@@ -320,7 +339,7 @@ class _Shared:
 
     def _check_failed(self, exc: Exception) -> None:
         if self._warn():
-            logger.warning("denylist check failed: %s: %s", type(exc).__name__, exc)
+            logger.warning("revocation check failed: %s: %s", type(exc).__name__, exc)
 
     def _follower_failed(self, exc: Exception) -> None:
         if self.mirror is not None:
@@ -328,10 +347,10 @@ class _Shared:
         if self._warn():
             logger.warning("revocation cache offline: %s: %s", type(exc).__name__, exc)
 
-    def _succeeded(self, ops: StoreOps, results: Sequence[Any]) -> StoreOutcome:
-        if self.mirror is not None and ops.revoke is not None:
-            self.mirror.add_key(ops.revoke[0])
-        return _outcome(ops, results)
+    def _following(self) -> tuple[RevocationMirror, str] | None:
+        if self.mirror is None or self._stream is None:
+            return None
+        return self.mirror, self._stream
 
 
 class RedisStore(_Shared):
@@ -339,9 +358,8 @@ class RedisStore(_Shared):
 
     :param client: a ``redis.Redis``; its ``decode_responses`` setting does not matter.
     :param backlog: how many failed logouts to keep for later.
-    :param cache_stream: the audit stream to follow for a :class:`DenylistMirror`, or
-        None for no revocation cache.
-    :param denylist_prefix: ``LOGOUT_DENYLIST_PREFIX`` (used with ``cache_stream``).
+    :param cache_stream: the audit stream to follow into the attached mirror, or None
+        for no revocation cache.
     """
 
     _flavour = (redis.Redis, redis.ConnectionPool, Retry)
@@ -353,9 +371,8 @@ class RedisStore(_Shared):
         *,
         backlog: int = DEFAULT_BACKLOG,
         cache_stream: str | None = None,
-        denylist_prefix: str = "logout:revoked:",
     ) -> None:
-        super().__init__(client, backlog, cache_stream, denylist_prefix)
+        super().__init__(client, backlog, cache_stream)
         self._follower: threading.Thread | None = None
         self._follower_id: int | None = None
         self._follower_pid = 0
@@ -370,51 +387,92 @@ class RedisStore(_Shared):
             results = pipe.execute()
         except (redis.RedisError, OSError) as exc:
             return _failed(ops, exc, self._backlog, late)
-        return self._succeeded(ops, results)
+        return StoreOutcome("ok", sessions_deleted=int(results[0]) if ops.delete else 0)
 
-    def is_revoked(self, key: str) -> bool | None:
-        """Whether denylist ``key`` exists: True, False, or None when Redis failed."""
-        mirror = self.mirror
-        if mirror is not None:
-            if self._follower_pid != os.getpid():
-                self._start_follower()
-            if mirror.clears(key):
-                return False
+    def read(self, request: Read) -> Reading | None:
+        """The replies to ``request`` in one pipeline, or None when Redis failed."""
         try:
-            return bool(self.client.exists(key))
+            pipe = self.client.pipeline(transaction=False)
+            _queue_read(pipe, request)
+            return _reading(request, pipe.execute())
         except (redis.RedisError, OSError) as exc:
             self._check_failed(exc)
             return None
 
-    def _start_follower(self) -> None:
-        # Started on first use and again in a forked worker (threads do not survive fork).
+    def check(self, request: Check) -> Checked | None:
+        """Redis's answers to ``request`` in one pipeline, or None when it failed."""
+        self.follow()
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            _queue_check(pipe, request)
+            return _checked(request, pipe.execute())
+        except (redis.RedisError, OSError) as exc:
+            self._check_failed(exc)
+            return None
+
+    def index(self, request: Index) -> None:
+        """Index a session under its subject; failures are logged."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            _queue_index(pipe, request)
+            pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self._check_failed(exc)
+
+    def delete(self, request: Delete) -> None:
+        """Delete re-created records; failures are logged."""
+        try:
+            self.client.delete(*request.keys)
+        except (redis.RedisError, OSError) as exc:
+            self._check_failed(exc)
+
+    def follow(self) -> None:
+        """Start the mirror's follower if it is not running in this process (threads do
+        not survive ``fork``: a forked worker starts its own)."""
+        if self._follower_pid == os.getpid():
+            return
         self._follower_pid = os.getpid()
-        if self.mirror is None or self._stream is None:
+        following = self._following()
+        if following is None:
             return
         self._follower = threading.Thread(
             target=self._follow,
-            args=(self.mirror, self._stream, self._follower_pool()),
-            name="logout-denylist",
+            args=(*following, self._follower_pool()),
+            name="logout-revocations",
             daemon=True,
         )
         self._follower.start()
 
-    def _follow(self, mirror: DenylistMirror, stream: str, pool: redis.ConnectionPool) -> None:
+    def _follow(self, mirror: RevocationMirror, stream: str, pool: redis.ConnectionPool) -> None:
         client = redis.Redis(connection_pool=pool)
         try:
             while not self._stop.is_set():
                 try:
                     self._follower_id = _client_id(client)
                     last = _stream_end(client.xrevrange(stream, count=1))
-                    members = mirror.members_of(client.scan_iter(match=mirror.glob(), count=1000))
+                    snapshot = MirrorSnapshot()
+                    tokens, sessions, not_before = mirror.keys.globs()
+                    found = [
+                        list(client.scan_iter(match=g, count=LOAD_BATCH))
+                        for g in (tokens, sessions, not_before)
+                    ]
+                    values: list[Any] = []
+                    for start in range(0, len(found[2]), LOAD_BATCH):
+                        values += client.mget(found[2][start : start + LOAD_BATCH])
+                    mirror.load(snapshot, found[0], found[1], zip(found[2], values, strict=True))
                     # Revocations made during the SCAN are in the stream after `last`.
-                    while reply := client.xread({stream: last}, count=1000):
-                        last = mirror.absorb(reply, last, members)
-                    mirror.replace(members)
+                    while reply := client.xread({stream: last}, count=LOAD_BATCH):
+                        last, _ = mirror.absorb(reply, last, snapshot)
+                    mirror.replace(snapshot)
                     reload_at = time.monotonic() + MIRROR_RELOAD
                     while not self._stop.is_set() and time.monotonic() < reload_at:
-                        followed = client.xread({stream: last}, block=FOLLOW_BLOCK_MS, count=1000)
-                        last = mirror.absorb(followed, last)
+                        followed = client.xread(
+                            {stream: last}, block=FOLLOW_BLOCK_MS, count=LOAD_BATCH
+                        )
+                        last, ended = mirror.absorb(followed, last)
+                        records = self._records_of(ended) if ended else ()
+                        if records:
+                            client.delete(*records)
                 except (redis.RedisError, OSError) as exc:
                     if self._stop.is_set():
                         break
@@ -459,9 +517,8 @@ class AsyncRedisStore(_Shared):
         *,
         backlog: int = DEFAULT_BACKLOG,
         cache_stream: str | None = None,
-        denylist_prefix: str = "logout:revoked:",
     ) -> None:
-        super().__init__(client, backlog, cache_stream, denylist_prefix)
+        super().__init__(client, backlog, cache_stream)
         self._follower: asyncio.Task[None] | None = None
 
     async def execute(self, ops: StoreOps) -> StoreOutcome:
@@ -473,44 +530,79 @@ class AsyncRedisStore(_Shared):
             results = await pipe.execute()
         except (redis.RedisError, OSError) as exc:
             return _failed(ops, exc, self._backlog, late)
-        return self._succeeded(ops, results)
+        return StoreOutcome("ok", sessions_deleted=int(results[0]) if ops.delete else 0)
 
-    async def is_revoked(self, key: str) -> bool | None:
-        """Whether denylist ``key`` exists: True, False, or None when Redis failed."""
-        mirror = self.mirror
-        if mirror is not None:
-            if (self._follower is None or self._follower.done()) and self._stream is not None:
-                self._follower = asyncio.get_running_loop().create_task(
-                    self._follow(mirror, self._stream)
-                )
-            if mirror.clears(key):
-                return False
+    async def read(self, request: Read) -> Reading | None:
+        """The replies to ``request`` in one pipeline, or None when Redis failed."""
         try:
-            return bool(await self.client.exists(key))
+            pipe = self.client.pipeline(transaction=False)
+            _queue_read(pipe, request)
+            return _reading(request, await pipe.execute())
         except (redis.RedisError, OSError) as exc:
             self._check_failed(exc)
             return None
 
-    async def _follow(self, mirror: DenylistMirror, stream: str) -> None:
+    async def check(self, request: Check) -> Checked | None:
+        """Redis's answers to ``request`` in one pipeline, or None when it failed."""
+        self.follow()
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            _queue_check(pipe, request)
+            return _checked(request, await pipe.execute())
+        except (redis.RedisError, OSError) as exc:
+            self._check_failed(exc)
+            return None
+
+    async def index(self, request: Index) -> None:
+        """Index a session under its subject; failures are logged."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            _queue_index(pipe, request)
+            await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self._check_failed(exc)
+
+    async def delete(self, request: Delete) -> None:
+        """Delete re-created records; failures are logged."""
+        try:
+            await self.client.delete(*request.keys)
+        except (redis.RedisError, OSError) as exc:
+            self._check_failed(exc)
+
+    def follow(self) -> None:
+        """Start the mirror's follower task on the running loop if it is not running."""
+        if self._follower is not None and not self._follower.done():
+            return
+        following = self._following()
+        if following is not None:
+            self._follower = asyncio.get_running_loop().create_task(self._follow(*following))
+
+    async def _follow(self, mirror: RevocationMirror, stream: str) -> None:
         pool = self._follower_pool()
         client = redis.asyncio.Redis(connection_pool=pool)
         try:
             while True:
                 try:
                     last = _stream_end(await client.xrevrange(stream, count=1))
-                    members = mirror.members_of(
-                        [key async for key in client.scan_iter(match=mirror.glob(), count=1000)]
-                    )
+                    snapshot = MirrorSnapshot()
+                    found = [await _scan(client, pattern) for pattern in mirror.keys.globs()]
+                    values: list[Any] = []
+                    for start in range(0, len(found[2]), LOAD_BATCH):
+                        values += await client.mget(found[2][start : start + LOAD_BATCH])
+                    mirror.load(snapshot, found[0], found[1], zip(found[2], values, strict=True))
                     # Revocations made during the SCAN are in the stream after `last`.
-                    while reply := await client.xread({stream: last}, count=1000):
-                        last = mirror.absorb(reply, last, members)
-                    mirror.replace(members)
+                    while reply := await client.xread({stream: last}, count=LOAD_BATCH):
+                        last, _ = mirror.absorb(reply, last, snapshot)
+                    mirror.replace(snapshot)
                     reload_at = time.monotonic() + MIRROR_RELOAD
                     while time.monotonic() < reload_at:
                         followed = await client.xread(
-                            {stream: last}, block=FOLLOW_BLOCK_MS, count=1000
+                            {stream: last}, block=FOLLOW_BLOCK_MS, count=LOAD_BATCH
                         )
-                        last = mirror.absorb(followed, last)
+                        last, ended = mirror.absorb(followed, last)
+                        records = self._records_of(ended) if ended else ()
+                        if records:
+                            await client.delete(*records)
                 except (redis.RedisError, OSError) as exc:
                     self._follower_failed(exc)
                     await asyncio.sleep(1.0)
@@ -520,9 +612,76 @@ class AsyncRedisStore(_Shared):
             await pool.disconnect()
 
     async def aclose(self) -> None:
-        """Stop the mirror's follower and close the client's connections."""
-        if self._follower is not None:
-            self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._follower
+        """Stop the mirror's follower and close the client's connections.
+
+        The follower is cancelled until it ends, for at most :data:`STOP_WAIT` seconds
+        (redis-py may swallow one cancellation while it drops a connection mid-reply)."""
+        follower = self._follower
+        if follower is not None:
+            deadline = time.monotonic() + STOP_WAIT
+            while not follower.done() and time.monotonic() < deadline:
+                follower.cancel()
+                await asyncio.wait({follower}, timeout=0.05)
+            if follower.done() and not follower.cancelled():
+                follower.exception()  # retrieved: it is logged by the loop otherwise
         await self.client.aclose()
+
+
+def drive(flow: Flow[_T], store: RedisStore | None, verifier: TokenVerifier) -> _T:
+    """Run a core flow to its end on a synchronous store; return its result.
+
+    Each request the flow yields is carried out here (a JWT verification, or one Redis
+    round trip) and its result sent back. Without a store, Redis requests get None.
+    """
+    result: Any = None
+    try:
+        while True:
+            request = flow.send(result)
+            if isinstance(request, Verify):
+                result = verifier.verify(request.token)
+            elif store is None:
+                result = None
+            elif isinstance(request, StoreOps):
+                result = store.execute(request)
+            elif isinstance(request, Read):
+                result = store.read(request)
+            elif isinstance(request, Check):
+                result = store.check(request)
+            elif isinstance(request, Index):
+                store.index(request)
+                result = None
+            else:
+                store.delete(request)
+                result = None
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def adrive(flow: Flow[_T], store: AsyncRedisStore | None, verifier: TokenVerifier) -> _T:
+    """:func:`drive` for the asynchronous store; a JWT verification that may fetch a
+    JWKS runs in a worker thread, off the event loop."""
+    result: Any = None
+    try:
+        while True:
+            request = flow.send(result)
+            if isinstance(request, Verify):
+                if verifier.fetches:
+                    result = await asyncio.to_thread(verifier.verify, request.token)
+                else:
+                    result = verifier.verify(request.token)
+            elif store is None:
+                result = None
+            elif isinstance(request, StoreOps):
+                result = await store.execute(request)
+            elif isinstance(request, Read):
+                result = await store.read(request)
+            elif isinstance(request, Check):
+                result = await store.check(request)
+            elif isinstance(request, Index):
+                await store.index(request)
+                result = None
+            else:
+                await store.delete(request)
+                result = None
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]

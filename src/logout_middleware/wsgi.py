@@ -7,9 +7,11 @@ Use it with no change to the app's logic::
 
 or by the server command alone, through :mod:`logout_middleware.serve`.
 
-Requests to the logout URI (``PATH_INFO``, below ``SCRIPT_NAME``) are answered here and
-never reach the app. Every other request costs a string comparison and, when it carries
-``Authorization: Bearer``, one Redis ``EXISTS``.
+Requests to the logout URI and the everywhere URI (``PATH_INFO``, below
+``SCRIPT_NAME``) are answered here and never reach the app. Every other request costs
+a string comparison; one that carries the session cookie or a bearer token is checked
+against the revocation state (from the process's mirror: no Redis round trip in steady
+state), as in the ASGI face.
 """
 
 from __future__ import annotations
@@ -17,16 +19,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wsgi import get_host, get_input_stream
 
 from .config import LogoutConfig
-from .core import LogoutCore, RequestHead, Response, StoreOutcome
+from .core import Check, KnownSession, LogoutCore, RequestHead, Response, Route
 from .events import Listener, listeners, notify, sync_only
-from .store import RedisStore, warn_if_no_store
+from .store import RedisStore, drive, warn_if_no_store
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -61,38 +63,103 @@ class WSGILogoutMiddleware:
         self.store = RedisStore.from_config(self.config, redis)
         warn_if_no_store(self.store is not None)
         self.core = LogoutCore(self.config, has_store=self.store is not None)
+        if self.store is not None and self.core.mirror is not None:
+            self.store.attach(self.core.mirror, self.core.records_of)
         self.listeners = sync_only(listeners(on_logout))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        """The WSGI application (PEP 3333): answer the logout URI itself; refuse a request
-        whose bearer token is revoked (``401 invalid_token``, RFC 6750 section 3.1); pass
-        everything else to the app."""
+        """The WSGI application (PEP 3333): answer the logout and everywhere URIs itself;
+        check the credentials of other requests; pass everything else to the app."""
         core = self.core
-        if core.matches(environ.get("PATH_INFO", ""), ""):
-            return self._logout(environ, start_response)
-        if core.checks_tokens and self.store is not None:
+        route = core.route(environ.get("PATH_INFO", ""), "")
+        if route is not None:
+            return self._logout(environ, start_response, route)
+        if core.checks_requests:
+            cookie = environ.get("HTTP_COOKIE")
             authorization = environ.get("HTTP_AUTHORIZATION")
-            if authorization:
-                key = core.revocation_key(authorization.encode("latin-1"))
-                if key is not None:
-                    response = core.revocation_response(self.store.is_revoked(key))
-                    if response is not None:
-                        return _send(start_response, response)
+            if cookie or authorization:
+                return self._checked(environ, start_response, cookie, authorization)
         return self.app(environ, start_response)
 
-    def _logout(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    def _checked(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        cookie: str | None,
+        authorization: str | None,
+    ) -> Iterable[bytes]:
+        """Check a request's credentials, then pass it on (or refuse it)."""
+        core = self.core
+        checks = core.checks
+        session = checks.session(cookie) if cookie else None
+        token = (
+            checks.token(authorization.encode("latin-1"))
+            if authorization and checks.tokens
+            else None
+        )
+        if session is None and token is None:
+            return self.app(environ, start_response)
+        verdict = checks.check(session, token)
+        if isinstance(verdict, Check):
+            answer = self.store.check(verdict) if self.store is not None else None
+            verdict = checks.answer(session, token, answer)
+        if verdict.refuse:
+            return _send(start_response, core.revoked)
+        if verdict.unavailable:
+            return _send(start_response, core.check_unavailable)
+        if verdict.strip is not None:
+            environ, start_response = self._without_session(environ, start_response)
+        result = self.app(environ, start_response)
+        if session is not None and core.unsettled(session):
+            self._settle(session)
+        return result
+
+    def _settle(self, session: KnownSession) -> None:
         try:
-            response = self._respond(environ)
+            drive(self.core.settle(session), self.store, self.core.verifier)
+        except Exception:
+            logger.exception("session bookkeeping failed")
+
+    def _without_session(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> tuple[WSGIEnvironment, StartResponse]:
+        """The environ without the revoked session cookie, and a ``start_response`` that
+        expires it in the response (unless the app sets a new session cookie)."""
+        core = self.core
+        environ = dict(environ)
+        remaining = core.without_session_cookie(environ.get("HTTP_COOKIE", ""))
+        if remaining:
+            environ["HTTP_COOKIE"] = remaining
+        else:
+            environ.pop("HTTP_COOKIE", None)
+        secure = environ.get("wsgi.url_scheme") == "https"
+
+        def expiring_start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            set_cookies = [v for k, v in headers if k.lower() == "set-cookie"]
+            expiry = core.expiry_for(set_cookies, secure)
+            if expiry is not None:
+                headers = [*headers, ("Set-Cookie", expiry)]
+            return start_response(status, headers, exc_info)
+
+        return environ, expiring_start_response
+
+    def _logout(
+        self, environ: WSGIEnvironment, start_response: StartResponse, route: Route
+    ) -> Iterable[bytes]:
+        try:
+            response = self._respond(environ, route)
         except Exception:
             logger.exception("logout failed unexpectedly")
             response = self.core.internal_error
         return _send(start_response, response)
 
-    def _respond(self, environ: WSGIEnvironment) -> Response:
-        """Carry out the core's steps."""
+    def _respond(self, environ: WSGIEnvironment, route: Route) -> Response:
+        """Carry out the core's logout."""
         core = self.core
         head = _head(environ)
-        admitted = core.admit(head)
+        admitted = core.admit(head, route)
         if isinstance(admitted, Response):
             return admitted
         body = b""
@@ -101,14 +168,9 @@ class WSGILogoutMiddleware:
                 body = get_input_stream(environ, safe_fallback=True).read(admitted + 1)
             except ClientDisconnected:
                 return core.bad_request
-        plan = core.plan(head, body)
-        if isinstance(plan, Response):
-            return plan
-        outcome = StoreOutcome("disabled")
-        if plan.ops is not None and self.store is not None:
-            outcome = self.store.execute(plan.ops)
-        response, event = core.finish(plan, outcome)
-        notify(self.listeners, event)
+        response, event = drive(core.logout(head, body, route), self.store, core.verifier)
+        if event is not None:
+            notify(self.listeners, event)
         return response
 
 

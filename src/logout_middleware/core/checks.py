@@ -1,0 +1,280 @@
+"""What every ordinary request pays: the revocation checks of its credentials.
+
+A request carrying the session cookie or a bearer token is checked against the
+revocation state; everything else passes on a path comparison. The checks answer from
+the process's :class:`~.revocation.RevocationMirror` when it is live, and otherwise ask
+Redis in one pipeline (:class:`~.ops.Check`). Per process, two bounded caches make the
+steady state cheap:
+
+* tokens: the token's hash and unverified claims, by the token (no hashing or JWT
+  decoding on a repeat);
+* sessions: the session id, its hash, its subject and when its record was last read,
+  by the cookie's value. A session's record is read to learn its subject at most once
+  every :data:`SESSION_REREAD` seconds per process while it is in use, after the
+  app has answered (:meth:`LogoutCore.learn`).
+
+Verdicts: a revoked token, or a JWT whose ``iat`` is not after its subject's not-before,
+gets ``401 invalid_token`` (RFC 6750 section 3.1); a revoked session's cookie is taken
+out of the request (the app never sees it), expired in the response, and its record,
+if a late save re-created it, deleted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from ..config import LogoutConfig
+from .cookies import cookie_value
+from .ops import Check, Checked
+from .revocation import RevocationKeys, RevocationMirror, member, sha256_hex
+from .sessions import SessionIds
+from .tokens import TokenClaims, bearer_token, read_claims
+
+__all__ = [
+    "CACHE_SIZE",
+    "SESSION_REREAD",
+    "KnownSession",
+    "KnownToken",
+    "RequestChecks",
+    "Verdict",
+]
+
+#: How often one process reads a session's record while it is in use, seconds.
+SESSION_REREAD = 60.0
+#: How many tokens and sessions each cache holds; a full cache starts again empty.
+CACHE_SIZE = 10_000
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class _Bounded(Generic[_K, _V]):
+    """A dict that forgets everything when it reaches :data:`CACHE_SIZE` entries."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: dict[_K, _V] = {}
+
+    def put(self, key: _K, value: _V) -> _V:
+        if len(self.data) >= CACHE_SIZE:
+            self.data.clear()
+        self.data[key] = value
+        return value
+
+
+@dataclass(eq=False, slots=True)
+class KnownSession:
+    """A session this process has seen: its id (kept in memory only), hashes and keys,
+    and what its record said when last read."""
+
+    #: The session id, as the store names it (never logged or stored by us).
+    sid: str
+    #: SHA-256 hex of the id: how events and tombstones name it.
+    hash: str
+    #: The mirror's member for :attr:`hash`.
+    member: int
+    #: The store's keys of this session (``LOGOUT_SESSION_KEYS``); the first is read.
+    keys: tuple[str, ...]
+    #: The subject from the record's last read, or None.
+    subject: str | None = None
+    #: When the session began (starsessions' metadata), seconds since the epoch, or None.
+    created: float | None = None
+    #: ``time.monotonic()`` of the last read of the record; None when never read.
+    read_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KnownToken:
+    """A bearer token this process has seen: its hash, denylist key and claims."""
+
+    hash: str
+    member: int
+    key: str
+    #: Unverified claims, or None for an opaque token.
+    claims: TokenClaims | None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What to do with a request after its checks.
+
+    ``refuse``: True to answer with :attr:`RequestChecks.refusal` (the app is not
+    called). ``unavailable``: True to answer ``503`` (the check failed and
+    ``LOGOUT_ON_CHECK_ERROR`` is ``deny``). ``strip``: the revoked session whose cookie
+    must be taken out of the request and expired in the response.
+    """
+
+    refuse: bool = False
+    unavailable: bool = False
+    strip: KnownSession | None = None
+
+
+PASS = Verdict()
+_REFUSE = Verdict(refuse=True)
+_UNAVAILABLE = Verdict(unavailable=True)
+
+
+class RequestChecks:
+    """The per-request checks and the two caches of one process.
+
+    :param config: the settings.
+    :param keys: the revocation state's key names.
+    :param mirror: the process's mirror, or None without a store.
+    :param monotonic: ``time.monotonic`` unless a test needs another clock.
+    """
+
+    def __init__(
+        self,
+        config: LogoutConfig,
+        keys: RevocationKeys,
+        mirror: RevocationMirror | None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._keys = keys
+        self._mirror = mirror
+        self._ids = SessionIds(config)
+        self._monotonic = monotonic
+        self._cookie = config.session_cookie
+        self._templates = config.session_keys
+        self._tokens: _Bounded[bytes, KnownToken | None] = _Bounded()
+        self._by_value: _Bounded[str, KnownSession | None] = _Bounded()
+        self._by_member: _Bounded[int, KnownSession] = _Bounded()
+        self._on_check_error = config.on_check_error
+        #: Whether sessions are checked (Redis configured); tokens also need
+        #: ``LOGOUT_REVOKE_TOKENS``.
+        self.sessions = mirror is not None
+        self.tokens = mirror is not None and config.revoke_tokens
+
+    # -- what the request carries ------------------------------------------------
+
+    def session(self, cookie_header: str) -> KnownSession | None:
+        """The request's session, from its ``Cookie`` header, or None."""
+        value = cookie_value(cookie_header, self._cookie)
+        if value is None:
+            return None
+        data = self._by_value.data
+        if value in data:
+            return data[value]
+        sid = self._ids.session_id(value)
+        return self._by_value.put(value, self.known_session(sid) if sid else None)
+
+    def known_session(self, sid: str) -> KnownSession:
+        """The process's record of session ``sid``, made on first sight."""
+        digest = sha256_hex(sid.encode())
+        at = member(digest)
+        known = self._by_member.data.get(at)
+        if known is None or known.sid != sid:
+            keys = tuple(t.replace("{sid}", sid) for t in self._templates)
+            known = self._by_member.put(at, KnownSession(sid, digest, at, keys))
+        return known
+
+    def by_member(self, session_member: int) -> KnownSession | None:
+        """The session with this member, when this process knows its id."""
+        return self._by_member.data.get(session_member)
+
+    def token(self, authorization: bytes) -> KnownToken | None:
+        """The request's bearer token (RFC 6750 section 2.1), or None."""
+        data = self._tokens.data
+        if authorization in data:
+            return data[authorization]
+        token = bearer_token(authorization)
+        known = None
+        if token is not None:
+            digest = sha256_hex(token)
+            known = KnownToken(digest, member(digest), self._keys.token(digest), read_claims(token))
+        return self._tokens.put(authorization, known)
+
+    # -- the checks -----------------------------------------------------------------
+
+    def check(self, session: KnownSession | None, token: KnownToken | None) -> Verdict | Check:
+        """The verdict, or the :class:`Check` to ask Redis when the mirror cannot say
+        (then pass its answer to :meth:`answer`)."""
+        return self._judge(session, token, None)
+
+    def answer(
+        self, session: KnownSession | None, token: KnownToken | None, checked: Checked | None
+    ) -> Verdict:
+        """The verdict given Redis's answer to :meth:`check`'s question (None when Redis
+        failed: then ``LOGOUT_ON_CHECK_ERROR`` decides, but a session the mirror knows
+        is revoked is still taken out)."""
+        if checked is None:
+            mirror = self._mirror
+            if (
+                session is not None
+                and mirror is not None
+                and mirror.session_revoked(session.member)
+            ):
+                return Verdict(strip=session)
+            return _UNAVAILABLE if self._on_check_error == "deny" else PASS
+        verdict = self._judge(session, token, checked)
+        return verdict if isinstance(verdict, Verdict) else PASS
+
+    def _judge(
+        self, session: KnownSession | None, token: KnownToken | None, checked: Checked | None
+    ) -> Verdict | Check:
+        mirror = self._mirror
+        if mirror is None:
+            return PASS
+        if not self.tokens:
+            token = None
+        session_revoked = mirror.session_revoked(session.member) if session else False
+        token_revoked: bool | None = False
+        not_before: float | None = 0.0
+        claims = token.claims if token is not None else None
+        subject = claims.sub if claims is not None else None
+        if token is not None:
+            token_revoked = False if mirror.token_cleared(token.member) else None
+            if subject is not None:
+                not_before = mirror.not_before(subject)
+        if session_revoked is None or token_revoked is None or not_before is None:
+            if checked is None:
+                return Check(
+                    session_key=self._keys.session(session.hash)
+                    if session is not None and session_revoked is None
+                    else None,
+                    token_key=token.key if token is not None and token_revoked is None else None,
+                    not_before_key=self._keys.not_before(subject)
+                    if subject is not None and not_before is None
+                    else None,
+                )
+            session_revoked = session_revoked or checked.session_revoked
+            token_revoked = token_revoked or checked.token_revoked
+            not_before = not_before or checked.not_before
+        if token is not None and (token_revoked or self._before(claims, not_before or 0.0)):
+            return _REFUSE
+        if session_revoked and session is not None:
+            mirror.add(sessions=(session.hash,))
+            return Verdict(strip=session)
+        return PASS
+
+    @staticmethod
+    def _before(claims: TokenClaims | None, not_before: float) -> bool:
+        """Whether a JWT was issued at or before its subject's not-before time.
+
+        ``iat`` has whole seconds (RFC 7519 section 2, NumericDate), so a token issued
+        in the same second as a logout everywhere is refused too: a token is accepted
+        only when ``iat > not_before``. A JWT without ``iat`` is refused once its
+        subject has a not-before, since nothing shows it is newer."""
+        if not not_before or claims is None:
+            return False
+        return claims.iat is None or claims.iat <= not_before
+
+    def revoked_since(self, session: KnownSession) -> bool:
+        """Whether ``session`` was revoked while its request was in the app (this
+        process's mirror knows of it): its record may have been saved again."""
+        mirror = self._mirror
+        return mirror is not None and session.member in mirror.state.sessions
+
+    def due(self, session: KnownSession) -> bool:
+        """Whether the session's record should be read now to learn its subject."""
+        read_at = session.read_at
+        return read_at is None or self._monotonic() - read_at >= SESSION_REREAD
+
+    def mark_read(self, session: KnownSession) -> None:
+        """Record that the session's record was just read."""
+        session.read_at = self._monotonic()

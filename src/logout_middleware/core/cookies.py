@@ -1,0 +1,86 @@
+"""Cookies: finding the session cookie in a ``Cookie`` header, taking it out, and the
+``Set-Cookie`` values that delete cookies with the attributes they were set with.
+
+Parsing of whole headers is werkzeug's (``werkzeug.sansio.http.parse_cookie``); the two
+small scanners here exist for the per-request hot path, where only one cookie matters.
+"""
+
+from __future__ import annotations
+
+from werkzeug.http import dump_cookie
+
+from ..config import LogoutConfig
+
+__all__ = ["cookie_value", "expire_cookie", "set_cookie_value", "without_cookie"]
+
+
+def cookie_value(header: str, name: str) -> str | None:
+    """The value of the first cookie called ``name`` in a ``Cookie`` header (RFC 6265
+    section 5.4: ``name=value`` pairs joined by ``; ``), surrounding double quotes
+    removed; None when absent or empty. Browsers send the most specific cookie first."""
+    start = 0
+    length = len(name)
+    while True:
+        found = header.find(name, start)
+        if found < 0:
+            return None
+        end = found + length
+        before = header[found - 1] if found else ";"
+        if header[end : end + 1] == "=" and (before in "; "):
+            stop = header.find(";", end)
+            value = header[end + 1 : stop if stop >= 0 else len(header)].strip()
+            if len(value) > 1 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            return value or None
+        start = end
+
+
+def without_cookie(header: str, name: str) -> str:
+    """The ``Cookie`` header with every cookie called ``name`` removed, the others kept
+    in order."""
+    kept = [
+        part for part in header.split(";") if part.strip() and part.split("=", 1)[0].strip() != name
+    ]
+    return ";".join(kept).strip()
+
+
+def set_cookie_value(set_cookie: str, name: str) -> str | None:
+    """The value a ``Set-Cookie`` header gives cookie ``name``, or None when it sets
+    another cookie (RFC 6265 section 5.2: the name-value pair before the first ``;``)."""
+    pair = set_cookie.split(";", 1)[0]
+    key, sep, value = pair.partition("=")
+    if not sep or key.strip() != name:
+        return None
+    value = value.strip()
+    if len(value) > 1 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    return value
+
+
+def expire_cookie(name: str, secure: bool, config: LogoutConfig) -> str:
+    """A ``Set-Cookie`` value that deletes cookie ``name`` (RFC 6265 section 3.1): empty
+    value, ``Max-Age=0``, an ``Expires`` in 1970, and the attributes it was set with
+    (``LOGOUT_COOKIE_PATH``, ``_DOMAIN``, ``_SECURE``, ``_SAMESITE``). ``__Host-`` names
+    get ``Secure; Path=/`` and no ``Domain``; ``__Secure-`` names and ``SameSite=None``
+    get ``Secure`` (RFC 6265bis section 4.1.3), or browsers ignore the deletion.
+
+    :param secure: whether the request came over HTTPS (used when
+        ``LOGOUT_COOKIE_SECURE`` is ``auto``).
+    """
+    path, domain = config.cookie_path, config.cookie_domain
+    want_secure = secure if config.cookie_secure is None else config.cookie_secure
+    if name.startswith("__Host-"):
+        path, domain, want_secure = "/", None, True
+    elif name.startswith("__Secure-") or config.cookie_samesite == "None":
+        want_secure = True
+    return dump_cookie(
+        name,
+        "",
+        max_age=0,
+        expires=0,
+        path=path,
+        domain=domain,
+        secure=want_secure,
+        httponly=True,
+        samesite=config.cookie_samesite,
+    )

@@ -1,0 +1,574 @@
+"""The plan of a logout: :class:`LogoutCore`, the one object the adapters talk to.
+
+The adapters (:mod:`logout_middleware.asgi`, :mod:`logout_middleware.wsgi`) translate a
+request into a :class:`~.messages.RequestHead`, run the core's flows with their store's
+driver, and render the :class:`~.messages.Response` that comes back. A flow is a
+generator that yields I/O requests (:mod:`.ops`) and is sent their results, so every
+decision lives here, once, and both adapters (and :func:`logout_middleware.revoke`)
+carry out the same plan.
+
+At the logout URI (and the everywhere URI)::
+
+    route = core.route(path, root_path)       # "logout", "everywhere" or None
+    core.admit(head, route)                   # -> Response (refusal) | int (body bytes)
+    drive(core.logout(head, body, route))     # -> (Response, LogoutEvent | None)
+
+On every other request carrying the session cookie or a bearer token::
+
+    verdict = core.checks.check(session, token)   # or a Check for Redis, then .answer()
+    ... pass to the app (without a revoked session's cookie) ...
+    drive(core.settle(session))                   # after the app: learn or clean up
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Literal
+
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.sansio.http import parse_cookie
+
+from ..config import LogoutConfig
+from ..events import EventType, LogoutEvent, Reason, SubjectSource
+from .admission import same_origin, wants_json
+from .checks import KnownSession, RequestChecks
+from .cookies import expire_cookie, set_cookie_value, without_cookie
+from .messages import RequestHead, Response, json_response, text_response
+from .ops import Delete, Flow, Index, Read, Reading, StoreOps, StoreOutcome, Verify
+from .redirects import choose_next, next_values
+from .revocation import RevocationKeys, RevocationMirror, sha256_hex
+from .sessions import SessionIds, read_record
+from .tokens import TokenClaims, TokenVerifier, bearer_token, read_claims, token_ttl
+
+__all__ = ["Ended", "LogoutCore", "Route"]
+
+logger = logging.getLogger("logout_middleware")
+
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+#: Which URI a request is for.
+Route = Literal["logout", "everywhere"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The result of ending credentials: the event (complete), and whether a subject-wide
+    logout was refused for want of a trusted subject (then nothing was changed)."""
+
+    event: LogoutEvent | None
+    no_subject: bool = False
+
+
+class LogoutCore:
+    """Every decision of the middleware, precomputed where it can be.
+
+    :param config: the checked configuration.
+    :param has_store: whether a Redis store is attached; without one, a logout plans no
+        server-side writes and no request is checked.
+    :param clock: seconds since the epoch; ``time.time`` unless a test needs another.
+    :param monotonic: ``time.monotonic`` unless a test needs another.
+    """
+
+    def __init__(
+        self,
+        config: LogoutConfig,
+        *,
+        has_store: bool,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.has_store = has_store
+        self.keys = RevocationKeys(config)
+        #: The process's revocation mirror (None without a store); the store follows the
+        #: audit stream into it when ``LOGOUT_REVOCATION_CACHE`` is on.
+        self.mirror = RevocationMirror(self.keys) if has_store else None
+        #: The per-request checks and their caches.
+        self.checks = RequestChecks(config, self.keys, self.mirror, monotonic)
+        #: JWT verification with ``LOGOUT_JWT_KEY`` or ``LOGOUT_JWKS_URL``.
+        self.verifier = TokenVerifier(config)
+        #: Whether ordinary requests are checked at all (a store is configured).
+        self.checks_requests = has_store
+        self._clock = clock
+        self._ids = SessionIds(config)
+        self._routes: dict[str, Route] = {config.path: "logout"}
+        if config.everywhere_path:
+            self._routes[config.everywhere_path] = "everywhere"
+        self._methods = frozenset(config.methods)
+        self._allowed_hosts = frozenset(config.allowed_hosts)
+        self._trusted_origins = frozenset(config.trusted_origins)
+        allow = list(config.methods)
+        if config.on_get == "confirm":
+            allow += ["GET", "HEAD"]
+        # Cookie deletions, rendered once for plain and for secure requests.
+        self._cookie_headers = {
+            secure: tuple(
+                ("Set-Cookie", expire_cookie(name, secure, config))
+                for name in config.expired_cookies
+            )
+            for secure in (False, True)
+        }
+        self._session_expiry = {
+            secure: expire_cookie(config.session_cookie, secure, config) for secure in (False, True)
+        }
+        clear = ", ".join(f'"{kind}"' for kind in config.clear_site_data)
+        self._clear_site_data = (("Clear-Site-Data", clear),) if clear else ()
+        self._not_allowed = text_response(
+            405,
+            f"Method Not Allowed: log out with {' or '.join(config.methods)}.\n",
+            ("Allow", ", ".join(allow)),
+        )
+        self._forbidden = text_response(403, "Forbidden: cross-site logout refused.\n")
+        self._too_large = text_response(
+            413, f"Payload Too Large: at most {config.max_body} bytes.\n"
+        )
+        #: Answer to a malformed logout request (bad ``Content-Length``, form, or body).
+        self.bad_request = text_response(400, "Bad Request: malformed logout request.\n")
+        #: Answer when the middleware itself failed; no detail reaches the client.
+        self.internal_error = text_response(500, "Internal Server Error: logout failed.\n")
+        #: Answer to a request whose bearer token is revoked (RFC 6750 section 3.1).
+        self.revoked = json_response(
+            401,
+            {"error": "invalid_token", "error_description": "The access token has been revoked"},
+            (
+                (
+                    "WWW-Authenticate",
+                    'Bearer error="invalid_token", '
+                    'error_description="The access token has been revoked"',
+                ),
+                ("Cache-Control", "no-store"),
+            ),
+        )
+        #: Answer when revocation cannot be checked and ``on_check_error`` is ``deny``.
+        self.check_unavailable = text_response(
+            503, "Service Unavailable: revocation cannot be checked.\n", ("Retry-After", "5")
+        )
+        self._no_subject = json_response(
+            400,
+            {
+                "error": "unknown_subject",
+                "error_description": "Logging out everywhere needs a logged-in session "
+                "or a verified bearer token; nothing was changed.",
+            },
+            (("Cache-Control", "no-store"),),
+        )
+
+    # -- every request -------------------------------------------------------------
+
+    def route(self, path: str, root_path: str) -> Route | None:
+        """Which of the middleware's URIs ``path`` is, with or without the mount point.
+
+        ASGI servers disagree on whether ``scope["path"]`` includes ``root_path``; both
+        forms match. WSGI adapters pass ``PATH_INFO``, which never includes it.
+        """
+        found = self._routes.get(path)
+        if found is not None or not root_path or not path.startswith(root_path):
+            return found
+        return self._routes.get(path[len(root_path) :])
+
+    def without_session_cookie(self, cookie_header: str) -> str:
+        """The ``Cookie`` header with the session cookie taken out (for a revoked session)."""
+        return without_cookie(cookie_header, self.config.session_cookie)
+
+    def expiry_for(self, set_cookies: list[str], secure: bool) -> str | None:
+        """The ``Set-Cookie`` value to add to the app's response to a request whose
+        revoked session cookie was taken out: the session cookie's deletion, unless the
+        app itself set that cookie (a new session)."""
+        name = self.config.session_cookie
+        if any(set_cookie_value(value, name) for value in set_cookies):
+            return None
+        return self._session_expiry[secure]
+
+    def records_of(self, members: Iterable[int]) -> tuple[str, ...]:
+        """The record keys of the ended sessions (by mirror member) whose ids this
+        process knows; the store's follower deletes them."""
+        found: list[str] = []
+        for at in members:
+            known = self.checks.by_member(at)
+            if known is not None:
+                found += known.keys
+        return tuple(found)
+
+    def unsettled(self, session: KnownSession) -> bool:
+        """Whether :meth:`settle` has anything to do for ``session`` (cheap: adapters
+        skip the flow when it has not)."""
+        return self.checks.revoked_since(session) or self.checks.due(session)
+
+    def settle(self, session: KnownSession) -> Flow[None]:
+        """After the app answered a request with ``session``: delete its record when the
+        session was revoked meanwhile (a late save re-created it), else read the record
+        when due to learn its subject, and index the session under it.
+
+        One ``DEL``; or at most one read and one index write per session per
+        :data:`~.checks.SESSION_REREAD` seconds per process; else nothing.
+        """
+        checks = self.checks
+        if checks.revoked_since(session):
+            yield Delete(session.keys)
+            return
+        if not checks.due(session):
+            return
+        checks.mark_read(session)
+        reading: Reading | None = yield Read(gets=(session.keys[0],))
+        if reading is not None:
+            yield from self._learned(session, reading.values[0])
+
+    def _learned(self, session: KnownSession, raw: bytes | None) -> Flow[None]:
+        """Record what the session's record says; index it under its subject."""
+        record = read_record(raw, self.config)
+        previous = session.subject
+        session.subject = record.subject if record else None
+        session.created = record.created if record else None
+        if session.subject is None:
+            return
+        now = self._clock()
+        ttl = self.config.session_ttl
+        yield Index(
+            key=self.keys.index(session.subject),
+            member=session.hash,
+            expires_at=now + ttl,
+            now=now,
+            ttl=ttl,
+            previous=self.keys.index(previous)
+            if previous is not None and previous != session.subject
+            else None,
+        )
+
+    # -- the logout and everywhere URIs ----------------------------------------------
+
+    def admit(self, head: RequestHead, route: Route = "logout") -> Response | int:
+        """Refuse the request, or say how many body bytes to read (0: none).
+
+        Refusals change nothing: ``405`` (with ``Allow``) for other methods, or the
+        confirmation page for ``GET``/``HEAD`` under ``LOGOUT_GET=confirm``; ``403`` for
+        a cross-site request; ``413`` when ``Content-Length`` exceeds the cap; ``400``
+        for a malformed ``Content-Length``. Adapters read at most the returned number
+        plus one byte, so that :meth:`logout` can tell an oversized chunked body.
+        """
+        if head.method not in self._methods:
+            if head.method in ("GET", "HEAD") and self.config.on_get == "confirm":
+                return self._confirm_page(head, route)
+            return self._not_allowed
+        if not same_origin(
+            origin=head.origin,
+            sec_fetch_site=head.sec_fetch_site,
+            host=head.host,
+            trusted=self._trusted_origins,
+        ):
+            return self._forbidden
+        length = head.content_length.strip()
+        if length:
+            if not length.isdigit() or not length.isascii():
+                return self.bad_request
+            if int(length) > self.config.max_body:
+                return self._too_large
+        mimetype = head.content_type.split(";", 1)[0].strip().lower()
+        return self.config.max_body if mimetype in _FORM_TYPES else 0
+
+    def logout(
+        self, head: RequestHead, body: bytes, route: Route = "logout"
+    ) -> Flow[tuple[Response, LogoutEvent | None]]:
+        """Log out the request's own credentials; at the everywhere URI, then every
+        session and JWT of its subject too.
+
+        :param body: the request body as read (empty when :meth:`admit` returned 0).
+        :returns: (by ``StopIteration``) the response, and the event (None when the
+            request was refused: ``413``/``400`` for a bad body, ``400`` at the
+            everywhere URI without a trusted subject).
+        """
+        config = self.config
+        if len(body) > config.max_body:
+            return self._too_large, None
+        try:
+            candidates = next_values(
+                config.next_param, head.query_string, head.content_type, body, config.max_body
+            )
+        except RequestEntityTooLarge:
+            return self._too_large, None
+        except ValueError:
+            return self.bad_request, None
+        redirect = None
+        if not wants_json(head.accept):
+            redirect = choose_next(
+                candidates,
+                host=head.host,
+                scheme=head.scheme,
+                allowed_hosts=self._allowed_hosts,
+                fallback=config.next_uri,
+            )
+        # Header bytes arrive latin-1 decoded; cookie text is UTF-8, and bytes that are not
+        # (planted by a sibling subdomain, say) must not stop a logout.
+        cookies = parse_cookie(head.cookie.encode("latin-1", "replace").decode("utf-8", "replace"))
+        sid = self._ids.session_id(cookies.get(config.session_cookie))
+        token = bearer_token(head.authorization.encode("latin-1", "replace"))
+        ended = yield from self.end(
+            session_id=sid,
+            token=token,
+            reason="everywhere" if route == "everywhere" else "user_logout",
+            everywhere=route == "everywhere",
+            method=head.method,
+            path=head.root_path + self._path_of(route),
+            client=head.client,
+            user_agent=head.user_agent[:256] or None,
+            redirect=redirect,
+        )
+        if ended.no_subject or ended.event is None:
+            return self._no_subject, None
+        return self._finish(head.scheme == "https", ended.event, route)
+
+    def end(
+        self,
+        *,
+        session_id: str | None = None,
+        token: bytes | None = None,
+        subject: str | None = None,
+        everywhere: bool = False,
+        reason: Reason = "user_logout",
+        method: str = "",
+        path: str = "",
+        client: str | None = None,
+        user_agent: str | None = None,
+        redirect: str | None = None,
+    ) -> Flow[Ended]:
+        """End a session and a token, and with ``everywhere`` every session in the
+        subject's index and every JWT of the subject issued up to now (its not-before).
+
+        The subject is ``subject`` when given (an operator's revocation), else the
+        session record's (read now unless this process read it within
+        :data:`~.checks.SESSION_REREAD` seconds), else the JWT's ``sub``. A subject-wide
+        logout takes only a trusted subject: given, from the session, or from a
+        verified JWT; without one it changes nothing (:attr:`Ended.no_subject`).
+
+        Round trips: the session read when due, the index read with ``everywhere``, and
+        one ``MULTI``/``EXEC`` with every write and the audit entry.
+        """
+        config = self.config
+        now = self._clock()
+        session = self.checks.known_session(session_id) if session_id else None
+        claims: TokenClaims | None = read_claims(token) if token is not None else None
+        if token is not None and self.verifier.enabled:
+            verified: TokenClaims | None = yield Verify(token)
+            if verified is not None:
+                claims = verified
+        if session is not None and self.has_store and self.checks.due(session):
+            self.checks.mark_read(session)
+            reading: Reading | None = yield Read(gets=(session.keys[0],))
+            if reading is not None:
+                record = read_record(reading.values[0], config)
+                session.subject = record.subject if record else None
+                session.created = record.created if record else None
+        session_subject = session.subject if session is not None else None
+        source: SubjectSource | None = None
+        if subject is not None:
+            source = "admin"
+        elif session_subject is not None:
+            subject, source = session_subject, "session"
+        elif claims is not None and claims.sub is not None:
+            subject = claims.sub
+            source = "jwt" if claims.verified else "jwt_unverified"
+        if everywhere and source not in ("admin", "session", "jwt"):
+            return Ended(None, no_subject=True)
+
+        ended_hashes: list[str] = []
+        if everywhere and subject is not None and self.has_store:
+            index: Reading | None = yield Read(ranges=(self.keys.index(subject),), now=now)
+            if index is not None:
+                own = session.hash if session is not None else None
+                ended_hashes = [h for h in index.members[0] if h != own]
+
+        revoke_token = token is not None and config.revoke_tokens
+        token_hash = sha256_hex(token) if token is not None else None
+        ttl = token_ttl(claims, now, config) if token is not None else None
+        not_before = now if everywhere else None
+        duration = None
+        if session is not None and session.created is not None:
+            duration = max(0.0, now - session.created)
+        elif claims is not None and claims.iat is not None:
+            duration = max(0.0, now - claims.iat)
+        sessions_ended = len(ended_hashes) + (session is not None)
+        event = LogoutEvent(
+            id=uuid.uuid4().hex,
+            at=datetime.fromtimestamp(now, timezone.utc),
+            method=method,
+            path=path,
+            cookies=config.expired_cookies if method else (),
+            session_id_hash=session.hash if session is not None else None,
+            sessions_deleted=0,
+            token_hash=token_hash,
+            token_ttl=ttl,
+            client=client,
+            user_agent=user_agent,
+            redirect=redirect,
+            store="disabled",
+            type=_event_type(claims, sessions_ended, token is not None or everywhere),
+            reason=reason,
+            subject=subject,
+            subject_source=source,
+            impersonator=claims.actor if claims is not None else None,
+            duration=duration,
+            sessions_ended=sessions_ended,
+            tokens_ended=int(revoke_token),
+            ended_session_hashes=tuple(ended_hashes),
+            not_before=not_before,
+        )
+        if not self.has_store or self.mirror is None:
+            return Ended(event)
+
+        keys = self.keys
+        delete: list[str] = []
+        sets: list[tuple[str, str, int]] = []
+        tombstoned = [session.hash] if session is not None else []
+        tombstoned += ended_hashes
+        if session is not None:
+            delete += session.keys
+        for digest in ended_hashes:
+            known = self.checks.by_member(int(digest[:16], 16))
+            if known is not None and known.hash == digest:
+                delete += known.keys
+        if revoke_token and token_hash is not None and ttl is not None:
+            sets.append((keys.token(token_hash), "1", ttl))
+        sets += [(keys.session(digest), "1", config.session_ttl) for digest in tombstoned]
+        if everywhere and subject is not None:
+            sets.append((keys.not_before(subject), repr(now), config.token_max_ttl))
+        ops = StoreOps(
+            delete=tuple(dict.fromkeys(delete)),
+            sets=tuple(sets),
+            unindex=((keys.index(session_subject), session.hash),)
+            if session is not None and session_subject is not None
+            else (),
+            drop_index=(keys.index(subject),) if everywhere and subject is not None else (),
+            stream=config.events_stream or None,
+            maxlen=config.events_maxlen,
+            entry=tuple(event.to_fields().items()),
+        )
+        # Known before the transaction is sent: a request of this process that saves the
+        # session after the DEL sees the tombstone when it finishes (and deletes again).
+        self.mirror.add(
+            tokens=(token_hash,) if revoke_token and token_hash else (),
+            sessions=tombstoned,
+            subject=subject if everywhere else None,
+            not_before=not_before,
+        )
+        outcome: StoreOutcome = yield ops
+        return Ended(
+            replace(
+                event,
+                store=outcome.status,
+                sessions_deleted=outcome.sessions_deleted,
+                store_error=outcome.error,
+            )
+        )
+
+    def _finish(
+        self, secure: bool, event: LogoutEvent, route: Route
+    ) -> tuple[Response, LogoutEvent]:
+        """The response to send, given the completed event.
+
+        Cookies are expired in every case. When the store failed and
+        ``LOGOUT_ON_STORE_ERROR`` is ``fail``, the answer is ``503`` with
+        ``Retry-After``; else ``303`` to the target, or ``200`` JSON for JSON clients
+        (``{"success": true}``, with the counts at the everywhere URI). All carry
+        ``Cache-Control: no-store``.
+        """
+        headers: list[tuple[str, str]] = [("Cache-Control", "no-store")]
+        headers += self._cookie_headers[secure]
+        if secure:
+            headers += self._clear_site_data
+        failed = event.store == "failed" and self.config.on_store_error == "fail"
+        if failed:
+            event = replace(event, redirect=None)
+            body: dict[str, object] = {
+                "success": False,
+                "error": "session_store_unavailable",
+                "message": "Cookies were cleared, but the server-side session could not be "
+                "ended. Try again.",
+            }
+            headers += [("Retry-After", "5")]
+            return json_response(503, body, headers), event
+        if event.redirect is None:
+            payload: dict[str, object] = {"success": True}
+            if route == "everywhere":
+                payload.update(
+                    sessions_ended=event.sessions_ended,
+                    tokens_ended=event.tokens_ended,
+                    not_before=event.not_before,
+                )
+            return json_response(200, payload, headers), event
+        headers += [("Location", event.redirect), ("Content-Length", "0")]
+        return Response(303, tuple(headers)), event
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _path_of(self, route: Route) -> str:
+        if route == "everywhere" and self.config.everywhere_path:
+            return self.config.everywhere_path
+        return self.config.path
+
+    def _confirm_page(self, head: RequestHead, route: Route) -> Response:
+        """A minimal page whose form POSTs back here, carrying a safe ``next``."""
+        config = self.config
+        action = html.escape(head.root_path + self._path_of(route))
+        hidden = ""
+        try:
+            values = next_values(config.next_param, head.query_string, "", b"", config.max_body)
+        except ValueError:
+            values = []
+        target = (
+            choose_next(
+                values,
+                host=head.host,
+                scheme=head.scheme,
+                allowed_hosts=self._allowed_hosts,
+                fallback=config.next_uri,
+            )
+            if values
+            else None
+        )
+        if target is not None and target != config.next_uri:
+            hidden = (
+                f'<input type="hidden" name="{html.escape(config.next_param)}" '
+                f'value="{html.escape(target)}">'
+            )
+        question, button = (
+            ("Do you want to log out on every device?", "Log out everywhere")
+            if route == "everywhere"
+            else ("Do you want to log out?", "Log out")
+        )
+        page = (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            '<meta name="robots" content="noindex"><title>Log out</title></head><body>'
+            f'<form method="post" action="{action}">{hidden}'
+            f'<p>{question}</p><button type="submit">{button}</button>'
+            "</form></body></html>\n"
+        ).encode()
+        headers = (
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(len(page))),
+            ("Cache-Control", "no-store"),
+            (
+                "Content-Security-Policy",
+                "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+            ("X-Frame-Options", "DENY"),
+            ("Referrer-Policy", "no-referrer"),
+        )
+        return Response(200, headers, b"" if head.method == "HEAD" else page)
+
+
+def _event_type(claims: TokenClaims | None, sessions: int, api: bool) -> EventType:
+    """KeyHippo's context types: an impersonation (RFC 8693 ``act``) first, then a
+    session, then an API credential; ``anon_context_end`` when nothing was ended."""
+    if claims is not None and claims.actor is not None:
+        return "impersonation_end"
+    if sessions:
+        return "session_end"
+    if api:
+        return "api_session_end"
+    return "anon_context_end"

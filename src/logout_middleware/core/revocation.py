@@ -1,0 +1,237 @@
+"""Revocation state: its Redis keys, and the process-local mirror that answers for it.
+
+Three kinds of state, each a Redis string with a TTL, all written in the transaction
+of the logout that makes them, next to the audit entry that announces them:
+
+=====================  ===========================================  ====================
+kind                   key                                          lives
+=====================  ===========================================  ====================
+revoked token          ``LOGOUT_DENYLIST_PREFIX`` + SHA-256(token)  token's ``exp``
+session tombstone      ``<prefix>revoked-session:`` + SHA-256(id)   ``LOGOUT_SESSION_TTL``
+subject not-before     ``<prefix>not-before:`` + SHA-256(subject)   ``LOGOUT_TOKEN_MAX_TTL``
+=====================  ===========================================  ====================
+
+(``<prefix>`` is ``LOGOUT_KEY_PREFIX``, ``logout:`` by default.) The session index, a
+sorted set per subject at ``<prefix>sessions-of:`` + SHA-256(subject), holds the hashes
+of the subject's session ids scored by when each entry expires.
+
+A :class:`RevocationMirror` is one process's copy of the three kinds, as 64-bit prefixes
+of the hashes (the not-before times as values): loaded by ``SCAN`` and kept current by
+following the audit stream (:meth:`RevocationMirror.absorb`). The store does the I/O;
+this module only decides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import LogoutConfig
+
+__all__ = ["MirrorSnapshot", "RevocationKeys", "RevocationMirror", "member", "sha256_hex"]
+
+
+def sha256_hex(value: bytes) -> str:
+    """The lower-case SHA-256 hex digest of ``value`` (64 characters).
+
+    How session ids, tokens and subjects appear in keys, events and logs: never raw.
+    """
+    return hashlib.sha256(value).hexdigest()
+
+
+def member(hex_digest: str | bytes) -> int:
+    """The mirror's member for a SHA-256 hex digest: its first 64 bits."""
+    return int(hex_digest[:16], 16)
+
+
+class RevocationKeys:
+    """The Redis key names of the revocation state (see the module's table).
+
+    :param config: ``LOGOUT_DENYLIST_PREFIX`` and ``LOGOUT_KEY_PREFIX`` are used.
+    """
+
+    def __init__(self, config: LogoutConfig) -> None:
+        self.token_prefix = config.denylist_prefix
+        self.session_prefix = config.key_prefix + "revoked-session:"
+        self.not_before_prefix = config.key_prefix + "not-before:"
+        self.index_prefix = config.key_prefix + "sessions-of:"
+
+    def token(self, token_hash: str) -> str:
+        """The denylist key of a token, by its SHA-256 hex."""
+        return self.token_prefix + token_hash
+
+    def session(self, session_hash: str) -> str:
+        """The tombstone key of a session, by the SHA-256 hex of its id."""
+        return self.session_prefix + session_hash
+
+    def not_before(self, subject: str) -> str:
+        """The not-before key of a subject."""
+        return self.not_before_prefix + sha256_hex(subject.encode())
+
+    def index(self, subject: str) -> str:
+        """The session index (sorted set) of a subject."""
+        return self.index_prefix + sha256_hex(subject.encode())
+
+    def globs(self) -> tuple[str, str, str]:
+        """``SCAN MATCH`` patterns for the denylist, the tombstones and the not-befores."""
+        return (
+            _glob(self.token_prefix),
+            _glob(self.session_prefix),
+            _glob(self.not_before_prefix),
+        )
+
+
+def _glob(prefix: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value) if value is not None else ""
+
+
+@dataclass
+class MirrorSnapshot:
+    """The whole revocation state as a mirror holds it, being loaded."""
+
+    tokens: set[int] = field(default_factory=set)
+    sessions: set[int] = field(default_factory=set)
+    not_before: dict[int, float] = field(default_factory=dict)
+
+
+class RevocationMirror:
+    """One process's copy of the revocation state (about 70 bytes per revoked token or
+    session, 100 per subject).
+
+    Only a *live* mirror (complete, and its follower connected) answers "not revoked";
+    a member it holds is revoked whether it is live or not, because this process wrote
+    it or saw it in the stream. Members are removed only by a reload, so between reloads
+    the mirror errs towards refusing.
+
+    :param keys: the key names, to find the hash in a key.
+    """
+
+    def __init__(self, keys: RevocationKeys) -> None:
+        self.keys = keys
+        self.state = MirrorSnapshot()
+        #: True while the mirror is complete and its follower connected.
+        self.live = False
+
+    # -- questions ---------------------------------------------------------------
+
+    def token_cleared(self, token_member: int) -> bool:
+        """True when the token is certainly not revoked; False means "ask Redis"."""
+        return self.live and token_member not in self.state.tokens
+
+    def session_revoked(self, session_member: int) -> bool | None:
+        """True when the session is revoked, False when it certainly is not, None when
+        only Redis can say (the mirror is not live)."""
+        if session_member in self.state.sessions:
+            return True
+        return False if self.live else None
+
+    def not_before(self, subject: str) -> float | None:
+        """The subject's not-before time (0.0 when it has none), or None when only Redis
+        can say."""
+        found = self.state.not_before.get(member(sha256_hex(subject.encode())))
+        if found is not None:
+            return found
+        return 0.0 if self.live else None
+
+    # -- this process's own writes -------------------------------------------------
+
+    def add(
+        self,
+        *,
+        tokens: Iterable[str] = (),
+        sessions: Iterable[str] = (),
+        subject: str | None = None,
+        not_before: float | None = None,
+    ) -> None:
+        """Record revocations this process is about to write (hashes as hex), before its
+        transaction is sent: a request that finishes after the write then sees them."""
+        self.state.tokens.update(member(h) for h in tokens)
+        self.state.sessions.update(member(h) for h in sessions)
+        if subject is not None and not_before is not None:
+            self._not_before(self.state, subject, not_before)
+
+    # -- following the audit stream --------------------------------------------------
+
+    def absorb(
+        self, reply: Any, last: Any, into: MirrorSnapshot | None = None
+    ) -> tuple[Any, list[int]]:
+        """Take in every entry of an ``XREAD`` reply (a list of ``(stream, entries)``, or
+        None), into the mirror's own state unless ``into`` is given.
+
+        :returns: the id of the reply's last entry (``last`` when it has none), and the
+            members of sessions that were ended, so that a process that knows their ids
+            can delete their records.
+        """
+        state = self.state if into is None else into
+        ended: list[int] = []
+        for _stream, entries in reply or ():
+            for entry_id, fields in entries:
+                last = entry_id
+                ended += self.absorb_fields(fields, state)
+        return last, ended
+
+    def absorb_fields(self, fields: Mapping[Any, Any], state: MirrorSnapshot) -> list[int]:
+        """Take in one audit entry (field names bytes or text); return the members of the
+        sessions it ended."""
+        get = fields.get
+        token_hash = _text(get(b"token_hash") or get("token_hash"))
+        if token_hash:
+            state.tokens.add(member(token_hash))
+        ended = [
+            member(h)
+            for h in (
+                _text(get(b"session_id_hash") or get("session_id_hash")),
+                *_text(get(b"ended_sessions") or get("ended_sessions")).split(","),
+            )
+            if len(h) == 64
+        ]
+        state.sessions.update(ended)
+        subject = _text(get(b"subject") or get("subject"))
+        not_before = _text(get(b"not_before") or get("not_before"))
+        if subject and not_before:
+            with contextlib.suppress(ValueError):
+                self._not_before(state, subject, float(not_before))
+        return ended
+
+    def replace(self, snapshot: MirrorSnapshot) -> None:
+        """Make ``snapshot`` the whole state and the mirror live; members whose keys
+        expired since the last load are dropped here."""
+        self.state = snapshot
+        self.live = True
+
+    def load(
+        self,
+        snapshot: MirrorSnapshot,
+        tokens: Iterable[Any],
+        sessions: Iterable[Any],
+        not_before: Iterable[tuple[Any, Any]],
+    ) -> None:
+        """Add ``SCAN`` results to ``snapshot``: denylist and tombstone keys, and
+        ``(not-before key, value)`` pairs (bytes or text)."""
+        keys = self.keys
+        start = len(keys.token_prefix)
+        snapshot.tokens.update(member(_text(k)[start:]) for k in tokens)
+        start = len(keys.session_prefix)
+        snapshot.sessions.update(member(_text(k)[start:]) for k in sessions)
+        start = len(keys.not_before_prefix)
+        for key, value in not_before:
+            try:
+                found = float(_text(value))
+            except ValueError:
+                continue
+            at = member(_text(key)[start:])
+            snapshot.not_before[at] = max(found, snapshot.not_before.get(at, 0.0))
+
+    @staticmethod
+    def _not_before(state: MirrorSnapshot, subject: str, at: float) -> None:
+        key = member(sha256_hex(subject.encode()))
+        state.not_before[key] = max(at, state.not_before.get(key, 0.0))
