@@ -60,6 +60,10 @@ class Seen:
     """What the downstream app received: method, path and Authorization of each request."""
 
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
+    #: The ``Cookie`` header of each request ("" when absent), in order.
+    cookies: list[str] = field(default_factory=list)
+    #: A ``Set-Cookie`` value the app adds to every response, or None.
+    set_cookie: str | None = None
 
 
 def downstream_asgi(seen: Seen) -> Any:
@@ -68,13 +72,12 @@ def downstream_asgi(seen: Seen) -> Any:
             return
         auth = dict(scope["headers"]).get(b"authorization")
         seen.requests.append((scope["method"], scope["path"], auth and auth.decode("latin-1")))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/plain")],
-            }
-        )
+        cookie = b"; ".join(v for k, v in scope["headers"] if k == b"cookie")
+        seen.cookies.append(cookie.decode("latin-1"))
+        headers = [(b"content-type", b"text/plain")]
+        if seen.set_cookie is not None:
+            headers.append((b"set-cookie", seen.set_cookie.encode("latin-1")))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"app"})
 
     return app
@@ -89,7 +92,11 @@ def downstream_wsgi(seen: Seen) -> Any:
                 environ.get("HTTP_AUTHORIZATION"),
             )
         )
-        start_response("200 OK", [("Content-Type", "text/plain")])
+        seen.cookies.append(environ.get("HTTP_COOKIE", ""))
+        headers = [("Content-Type", "text/plain")]
+        if seen.set_cookie is not None:
+            headers.append(("Set-Cookie", seen.set_cookie))
+        start_response("200 OK", headers)
         return [b"app"]
 
     return app

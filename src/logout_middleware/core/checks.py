@@ -96,6 +96,8 @@ class KnownToken:
     key: str
     #: Unverified claims, or None for an opaque token.
     claims: TokenClaims | None
+    #: The mirror's member for the claims' ``sub``, or None without one.
+    subject_member: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +188,15 @@ class RequestChecks:
         known = None
         if token is not None:
             digest = sha256_hex(token)
-            known = KnownToken(digest, member(digest), self._keys.token(digest), read_claims(token))
+            claims = read_claims(token)
+            subject = claims.sub if claims is not None else None
+            known = KnownToken(
+                digest,
+                member(digest),
+                self._keys.token(digest),
+                claims,
+                member(sha256_hex(subject.encode())) if subject is not None else None,
+            )
         return self._tokens.put(authorization, known)
 
     # -- the checks -----------------------------------------------------------------
@@ -229,8 +239,8 @@ class RequestChecks:
         subject = claims.sub if claims is not None else None
         if token is not None:
             token_revoked = False if mirror.token_cleared(token.member) else None
-            if subject is not None:
-                not_before = mirror.not_before(subject)
+            if token.subject_member is not None:
+                not_before = mirror.not_before_of(token.subject_member)
         if session_revoked is None or token_revoked is None or not_before is None:
             if checked is None:
                 return Check(

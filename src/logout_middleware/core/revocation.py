@@ -137,7 +137,11 @@ class RevocationMirror:
     def not_before(self, subject: str) -> float | None:
         """The subject's not-before time (0.0 when it has none), or None when only Redis
         can say."""
-        found = self.state.not_before.get(member(sha256_hex(subject.encode())))
+        return self.not_before_of(member(sha256_hex(subject.encode())))
+
+    def not_before_of(self, subject_member: int) -> float | None:
+        """:meth:`not_before` by the member of the subject's hash (cheaper per request)."""
+        found = self.state.not_before.get(subject_member)
         if found is not None:
             return found
         return 0.0 if self.live else None

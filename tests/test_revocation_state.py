@@ -1,0 +1,373 @@
+"""Logged out stays logged out: session tombstones, subjects, the everywhere URI, and
+what ordinary requests pay, every test on both adapters against a real Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+import jwt
+import msgspec
+import pytest
+import redis
+
+from logout_middleware import LogoutConfig, revoke
+
+from .harness import KINDS, Harness, Kind, harness
+
+SID = "s3ss10n-a-1d"
+OTHER_SID = "s3ss10n-b-2e"
+SECRET = "jwt-secret-for-tests-0123456789abcdef"
+EVERYWHERE = "/logout/everywhere"
+JSON = {"Accept": "application/json"}
+
+
+def sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def record(user: str) -> bytes:
+    """A session record as Flask-Session 0.8 writes it (msgpack of the session dict)."""
+    return msgspec.msgpack.encode({"user": user, "_permanent": True})
+
+
+def cookie(sid: str, *others: str) -> dict[str, str]:
+    return {"Cookie": "; ".join((f"session={sid}", *others))}
+
+
+def token(sub: str, iat: int, key: str = SECRET) -> str:
+    return jwt.encode({"sub": sub, "iat": iat, "exp": iat + 600}, key, algorithm="HS256")
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def calls(client: redis.Redis) -> dict[str, int]:
+    stats = cast("dict[str, dict[str, Any]]", client.info("commandstats"))
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def live(h: Harness) -> bool:
+    mirror = h.middleware.core.mirror
+    return bool(mirror is not None and mirror.live)
+
+
+def expired_session(reply_cookies: Iterable[str]) -> bool:
+    return any(c.startswith("session=;") and "Max-Age=0" in c for c in reply_cookies)
+
+
+def index_members(client: redis.Redis, subject: str) -> set[str]:
+    found = cast("list[bytes]", client.zrange(f"logout:sessions-of:{sha(subject)}", 0, -1))
+    return {m.decode() for m in found}
+
+
+# -- session tombstones ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_revoked_session_cookie_is_taken_out_and_its_record_deleted(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """After a logout, a late save re-creates the record (as Flask-Session and
+    starsessions do); the old cookie then reaches the app without the session, the
+    response expires it, and the record is deleted again."""
+    redis_client.set(f"session:{SID}", record("ann"))
+    with harness(kind, redis_url) as h:
+        assert h.post_logout(headers=cookie(SID)).status == 303
+        assert redis_client.exists(f"logout:revoked-session:{sha(SID)}") == 1
+        redis_client.set(f"session:{SID}", record("ann"))  # the late save
+        reply = h.request("GET", "/page", headers=cookie(SID, "theme=dark"))
+        assert reply.status == 200
+        assert h.seen.cookies[-1] == "theme=dark"
+        assert expired_session(reply.set_cookies)
+        assert wait_for(lambda: redis_client.exists(f"session:{SID}") == 0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_only_cookie_revoked_reaches_app_without_cookie_header(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    with harness(kind, redis_url) as h:
+        h.post_logout(headers=cookie(SID))
+        h.request("GET", "/page", headers=cookie(SID))
+    assert h.seen.cookies[-1] == ""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_new_session_set_by_the_app_is_kept(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """The app, seeing no session, may start a new one: its cookie is not expired."""
+    with harness(kind, redis_url) as h:
+        h.post_logout(headers=cookie(SID))
+        h.seen.set_cookie = "session=fresh-one; Path=/; HttpOnly"
+        reply = h.request("GET", "/page", headers=cookie(SID))
+    assert reply.set_cookies == ["session=fresh-one; Path=/; HttpOnly"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_other_sessions_pass_untouched(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    redis_client.set(f"session:{OTHER_SID}", record("bob"))
+    with harness(kind, redis_url) as h:
+        h.post_logout(headers=cookie(SID))
+        reply = h.request("GET", "/page", headers=cookie(OTHER_SID))
+    assert h.seen.cookies[-1] == f"session={OTHER_SID}"
+    assert reply.set_cookies == []
+    assert redis_client.exists(f"session:{OTHER_SID}") == 1
+
+
+# -- subjects and the session index ------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_subject_learned_once_and_session_indexed(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """The record is read after the app answers, at most once a minute per process,
+    and the session indexed under its subject, scored by when the entry expires."""
+    redis_client.set(f"session:{SID}", record("ann"))
+    with harness(kind, redis_url, session_subject="user", session_ttl=3600) as h:
+        redis_client.config_resetstat()
+        for _ in range(3):
+            assert h.request("GET", "/page", headers=cookie(SID)).status == 200
+        assert calls(redis_client).get("get") == 1
+    assert index_members(redis_client, "ann") == {sha(SID)}
+    score = cast("float", redis_client.zscore(f"logout:sessions-of:{sha('ann')}", sha(SID)))
+    assert time.time() + 3500 < score <= time.time() + 3600
+    assert 3500 < int(redis_client.ttl(f"logout:sessions-of:{sha('ann')}")) <= 3600
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_logout_event_says_who_and_unindexes(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    redis_client.set(f"session:{SID}", record("ann"))
+    events: list[Any] = []
+    with harness(kind, redis_url, on_logout=events.append, session_subject="user") as h:
+        h.request("GET", "/page", headers=cookie(SID))
+        assert index_members(redis_client, "ann") == {sha(SID)}
+        h.post_logout(headers=cookie(SID))
+    (event,) = events
+    assert (event.type, event.reason, event.subject, event.subject_source) == (
+        "session_end",
+        "user_logout",
+        "ann",
+        "session",
+    )
+    assert event.sessions_ended == 1
+    assert index_members(redis_client, "ann") == set()
+
+
+# -- everywhere ------------------------------------------------------------------------------
+
+
+def everywhere(kind: Kind, redis_url: str, **settings: Any) -> Any:
+    return harness(
+        kind,
+        redis_url,
+        everywhere_path=EVERYWHERE,
+        session_subject="user",
+        jwt_key=SECRET,
+        **settings,
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_everywhere_ends_every_session_and_earlier_jwts(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    redis_client.set(f"session:{SID}", record("ann"))
+    redis_client.set(f"session:{OTHER_SID}", record("ann"))
+    old = token("ann", int(time.time()) - 30)
+    with everywhere(kind, redis_url) as h:
+        for sid in (SID, OTHER_SID):
+            h.request("GET", "/page", headers=cookie(sid))
+        assert index_members(redis_client, "ann") == {sha(SID), sha(OTHER_SID)}
+        assert h.request("GET", "/api", headers=bearer(old)).status == 200
+        reply = h.request("POST", EVERYWHERE, headers={**cookie(SID), **JSON})
+        assert reply.status == 200
+        body = reply.json()
+        assert body["success"] is True
+        assert (body["sessions_ended"], body["tokens_ended"]) == (2, 0)
+        not_before = float(body["not_before"])
+        assert expired_session(reply.set_cookies)
+        # Both records are gone (this process knew both ids), the index is dropped.
+        assert redis_client.exists(f"session:{SID}", f"session:{OTHER_SID}") == 0
+        assert index_members(redis_client, "ann") == set()
+        # The other client is logged out on its next request.
+        h.request("GET", "/page", headers=cookie(OTHER_SID))
+        assert h.seen.cookies[-1] == ""
+        # A JWT issued before is refused; one issued in a later second works.
+        refused = h.request("GET", "/api", headers=bearer(old))
+        assert refused.status == 401
+        assert refused.json()["error"] == "invalid_token"
+        newer = token("ann", int(not_before) + 1)
+        assert h.request("GET", "/api", headers=bearer(newer)).status == 200
+        same_second = token("ann", int(not_before))
+        assert h.request("GET", "/api", headers=bearer(same_second)).status == 401
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_everywhere_entry_says_who_and_what(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    redis_client.set(f"session:{SID}", record("ann"))
+    redis_client.set(f"session:{OTHER_SID}", record("ann"))
+    with everywhere(kind, redis_url) as h:
+        for sid in (SID, OTHER_SID):
+            h.request("GET", "/page", headers=cookie(sid))
+        assert h.request("POST", EVERYWHERE, headers=cookie(SID)).status == 303
+    raw = cast("list[tuple[bytes, dict[bytes, bytes]]]", redis_client.xrange("logout:events"))
+    (entry,) = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in raw]
+    assert entry["type"] == "session_end"
+    assert entry["reason"] == "everywhere"
+    assert entry["subject"] == "ann"
+    assert entry["subject_source"] == "session"
+    assert entry["sessions_ended"] == "2"
+    assert entry["session_id_hash"] == sha(SID)
+    assert entry["ended_sessions"] == sha(OTHER_SID)
+    assert float(entry["not_before"]) > 0
+    assert SID not in str(raw)
+    assert OTHER_SID not in str(raw)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Cookie": f"session={SID}"},  # a session with no record: no subject
+        bearer(token("ann", 1_700_000_000, key="not-the-configured-key-0123456789abcdef")),
+    ],
+    ids=["nothing", "session-without-subject", "unverified-jwt"],
+)
+def test_everywhere_without_trusted_subject_is_400_and_changes_nothing(
+    kind: Kind, headers: dict[str, str], redis_url: str, redis_client: redis.Redis
+) -> None:
+    with everywhere(kind, redis_url) as h:
+        reply = h.request("POST", EVERYWHERE, headers=headers)
+    assert reply.status == 400
+    assert reply.json()["error"] == "unknown_subject"
+    assert reply.set_cookies == []
+    assert [k for k in redis_client.scan_iter() if not k.startswith(b"logout:sessions-of:")] == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_everywhere_with_verified_jwt(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    own = token("ann", int(time.time()) - 5)
+    with everywhere(kind, redis_url) as h:
+        reply = h.request("POST", EVERYWHERE, headers={**bearer(own), **JSON})
+        assert reply.status == 200
+        assert reply.json()["tokens_ended"] == 1
+        assert h.request("GET", "/api", headers=bearer(own)).status == 401
+    assert redis_client.exists(f"logout:not-before:{sha('ann')}") == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_everywhere_get_is_405(kind: Kind, redis_url: str) -> None:
+    with everywhere(kind, redis_url) as h:
+        reply = h.request("GET", EVERYWHERE)
+    assert reply.status == 405
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_everywhere_cross_site_is_403(kind: Kind, redis_url: str) -> None:
+    with everywhere(kind, redis_url) as h:
+        reply = h.request(
+            "POST", EVERYWHERE, headers={**cookie(SID), "Sec-Fetch-Site": "cross-site"}
+        )
+    assert reply.status == 403
+
+
+# -- what ordinary requests pay -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_steady_state_costs_no_round_trip(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """With the revocation cache (the default), requests with a session cookie and a
+    bearer JWT are answered from the mirror once it is live: no Redis command at all
+    besides the follower's blocking XREAD."""
+    redis_client.set(f"session:{SID}", record("ann"))
+    headers = {**cookie(SID), **bearer(token("ann", int(time.time())))}
+    with harness(kind, redis_url, session_subject="user") as h:
+        assert h.request("GET", "/page", headers=headers).status == 200
+        assert wait_for(lambda: live(h))
+        h.request("GET", "/page", headers=headers)
+        before = calls(redis_client)
+        for _ in range(20):
+            assert h.request("GET", "/page", headers=headers).status == 200
+        after = calls(redis_client)
+    changed = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
+    changed.pop("info", None)
+    changed.pop("xread", None)
+    assert changed == {}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_without_cache_one_pipelined_check(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """Without the cache, each request with a session cookie and a JWT asks Redis in one
+    pipeline: the tombstone, the denylist key and the subject's not-before."""
+    headers = {**cookie(SID), **bearer(token("ann", int(time.time())))}
+    with harness(kind, redis_url, revocation_cache=False) as h:
+        h.request("GET", "/page", headers=headers)
+        before = calls(redis_client)
+        assert h.request("GET", "/page", headers=headers).status == 200
+        after = calls(redis_client)
+    assert after.get("exists", 0) - before.get("exists", 0) == 2
+    assert after.get("get", 0) - before.get("get", 0) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_revoked_session_without_cache_is_still_taken_out(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """A tombstone written by another process, seen through Redis (no mirror)."""
+    with harness(kind, redis_url, revocation_cache=False) as h:
+        redis_client.set(f"logout:revoked-session:{sha(SID)}", b"1")
+        reply = h.request("GET", "/page", headers=cookie(SID, "a=b"))
+    assert h.seen.cookies[-1] == "a=b"
+    assert expired_session(reply.set_cookies)
+
+
+# -- revoke() from code, seen by a running middleware ----------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_revoke_from_code_reaches_running_middleware(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    redis_client.set(f"session:{SID}", record("ann"))
+    old = token("ann", int(time.time()) - 5)
+    opaque = "opaque-token-to-revoke"
+    with harness(kind, redis_url, session_subject="user") as h:
+        h.request("GET", "/page", headers={**cookie(SID), **bearer(old)})
+        assert wait_for(lambda: live(h))
+        event = revoke(subject="ann", token=opaque, config=LogoutConfig(redis_url=redis_url))
+        assert (event.reason, event.subject_source, event.sessions_ended) == ("admin", "admin", 1)
+        assert event.tokens_ended == 1
+        # The stream delivers it to this middleware's mirror: no Redis check needed.
+        assert wait_for(lambda: h.request("GET", "/api", headers=bearer(old)).status == 401)
+        assert h.request("GET", "/api", headers=bearer(opaque)).status == 401
+        h.request("GET", "/page", headers=cookie(SID))
+        assert h.seen.cookies[-1] == ""
+    assert wait_for(lambda: redis_client.exists(f"session:{SID}") == 0)
