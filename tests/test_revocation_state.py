@@ -371,3 +371,19 @@ def test_revoke_from_code_reaches_running_middleware(
         h.request("GET", "/page", headers=cookie(SID))
         assert h.seen.cookies[-1] == ""
     assert wait_for(lambda: redis_client.exists(f"session:{SID}") == 0)
+
+
+def test_forked_worker_does_not_trust_its_parents_mirror(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """A worker forked from a process with a live mirror has no follower thread: its
+    copy of the mirror may go stale, so it is marked not live and a follower started."""
+    with harness("wsgi", redis_url) as h:
+        h.request("GET", "/page", headers=cookie(SID))
+        assert wait_for(lambda: live(h))
+        store = h.middleware.store
+        store._follower_pid = -1  # what os.getpid() no longer equals after a fork
+        store.follow()
+        assert not h.middleware.core.mirror.live
+        assert store._follower_pid > 0
+        assert wait_for(lambda: live(h))

@@ -127,6 +127,8 @@ class LogoutMiddleware:
         if session is None and token is None:
             await self.app(scope, receive, send)
             return
+        if self.store is not None:
+            self.store.follow()
         verdict = checks.check(session, token)
         if isinstance(verdict, Check):
             answer = await self.store.check(verdict) if self.store is not None else None

@@ -401,7 +401,6 @@ class RedisStore(_Shared):
 
     def check(self, request: Check) -> Checked | None:
         """Redis's answers to ``request`` in one pipeline, or None when it failed."""
-        self.follow()
         try:
             pipe = self.client.pipeline(transaction=False)
             _queue_check(pipe, request)
@@ -427,11 +426,15 @@ class RedisStore(_Shared):
             self._check_failed(exc)
 
     def follow(self) -> None:
-        """Start the mirror's follower if it is not running in this process (threads do
-        not survive ``fork``: a forked worker starts its own)."""
+        """Start the mirror's follower if it is not running in this process. Threads do
+        not survive ``fork``: a forked worker's mirror is marked not live (what it holds
+        may be stale) and the worker starts its own follower. Cheap: adapters call it on
+        every request they check."""
         if self._follower_pid == os.getpid():
             return
         self._follower_pid = os.getpid()
+        if self.mirror is not None:
+            self.mirror.live = False
         following = self._following()
         if following is None:
             return
@@ -520,6 +523,7 @@ class AsyncRedisStore(_Shared):
     ) -> None:
         super().__init__(client, backlog, cache_stream)
         self._follower: asyncio.Task[None] | None = None
+        self._follower_pid = 0
 
     async def execute(self, ops: StoreOps) -> StoreOutcome:
         """Make the writes of one logout in one transaction; never raises for Redis errors."""
@@ -544,7 +548,6 @@ class AsyncRedisStore(_Shared):
 
     async def check(self, request: Check) -> Checked | None:
         """Redis's answers to ``request`` in one pipeline, or None when it failed."""
-        self.follow()
         try:
             pipe = self.client.pipeline(transaction=False)
             _queue_check(pipe, request)
@@ -570,9 +573,16 @@ class AsyncRedisStore(_Shared):
             self._check_failed(exc)
 
     def follow(self) -> None:
-        """Start the mirror's follower task on the running loop if it is not running."""
-        if self._follower is not None and not self._follower.done():
-            return
+        """Start the mirror's follower task on the running loop if it is not running
+        (also after a ``fork``, whose child has no task: its mirror is marked not live
+        first). Cheap: the adapter calls it on every request it checks."""
+        if self._follower_pid == os.getpid():
+            if self._follower is not None and not self._follower.done():
+                return
+        else:
+            self._follower_pid = os.getpid()
+            if self.mirror is not None:
+                self.mirror.live = False
         following = self._following()
         if following is not None:
             self._follower = asyncio.get_running_loop().create_task(self._follow(*following))

@@ -99,6 +99,8 @@ class WSGILogoutMiddleware:
         )
         if session is None and token is None:
             return self.app(environ, start_response)
+        if self.store is not None:
+            self.store.follow()
         verdict = checks.check(session, token)
         if isinstance(verdict, Check):
             answer = self.store.check(verdict) if self.store is not None else None
