@@ -89,7 +89,7 @@ def revoke(
     """
     config = _config(config, redis)
     core, flow = _flow(config, subject, session_id, token)
-    store = RedisStore.from_config(config, redis)
+    store = RedisStore.from_config(config, redis, follow=False)
     try:
         return _result(drive(flow, store, core.verifier))
     finally:
@@ -109,7 +109,7 @@ async def arevoke(
     ``redis.asyncio.Redis``). Same parameters, result and errors."""
     config = _config(config, redis)
     core, flow = _flow(config, subject, session_id, token)
-    store = AsyncRedisStore.from_config(config, redis)
+    store = AsyncRedisStore.from_config(config, redis, follow=False)
     try:
         return _result(await adrive(flow, store, core.verifier))
     finally:

@@ -112,7 +112,8 @@ class _Backlog:
 
     def __init__(self, size: int) -> None:
         self._entries: deque[_Late] = deque()
-        self._size = size
+        #: How many failed logouts it keeps; 0 keeps none (a one-off revocation).
+        self.size = size
         self._lock = threading.Lock()
         self.dropped = 0
 
@@ -125,7 +126,7 @@ class _Backlog:
     def put(self, entries: Sequence[_Late]) -> None:
         with self._lock:
             self._entries.extendleft(reversed(entries))
-            while len(self._entries) > self._size:
+            while len(self._entries) > self.size:
                 self._entries.pop()
                 self.dropped += 1
         if self.dropped:
@@ -165,9 +166,12 @@ def _failed(ops: StoreOps, exc: Exception, backlog: _Backlog, late: list[_Late])
     ``WRONGTYPE``, when the stream key holds another type) would fail again."""
     error = f"{type(exc).__name__}: {exc}"[:200]
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
-        late.append((ops, time.time()))
+        if backlog.size:
+            late.append((ops, time.time()))
+            logger.warning("logout: Redis unreachable (%s); will retry with the next logout", error)
+        else:
+            logger.warning("logout: Redis unreachable (%s)", error)
         backlog.put(late)
-        logger.warning("logout: Redis unreachable (%s); will retry with the next logout", error)
     else:
         backlog.put(late)
         logger.error("logout: Redis refused the writes (%s); not retried", error)
@@ -313,11 +317,14 @@ class _Shared:
         return cls(client, **kwargs)
 
     @classmethod
-    def from_config(cls: type[_Store], config: LogoutConfig, client: Any = None) -> _Store | None:
+    def from_config(
+        cls: type[_Store], config: LogoutConfig, client: Any = None, *, follow: bool = True
+    ) -> _Store | None:
         """The store ``config`` asks for, on ``client`` (a redis-py client of the store's
-        flavour) or on ``LOGOUT_REDIS_URL``; None when there is neither."""
-        options: dict[str, Any] = {}
-        if config.revocation_cache and config.events_stream:
+        flavour) or on ``LOGOUT_REDIS_URL``; None when there is neither. With
+        ``follow=False`` (a one-off revocation) it keeps no backlog and no mirror."""
+        options: dict[str, Any] = {} if follow else {"backlog": 0}
+        if follow and config.revocation_cache and config.events_stream:
             options["cache_stream"] = config.events_stream
         if client is not None:
             return cls(client, **options)
