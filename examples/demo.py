@@ -591,6 +591,81 @@ def _walk(
     )
 
 
+def _subject_index(client: redis.Redis, user: str) -> str:
+    """The session index key of ``user`` (the middleware's default key prefix)."""
+    return "logout:sessions-of:" + sha256_hex(user)
+
+
+def walk_everywhere(
+    base_url: str,
+    redis_url: str,
+    *,
+    session_keys: str,
+    with_token: bool,
+    out: Out = say,
+    user: str = "dora",
+) -> list[str]:
+    """Walk through logging a user out everywhere on an example at ``base_url``: two
+    browsers log in as ``user`` (one also gets a JWT), one posts to the everywhere URI,
+    and the other is logged out too. Returns the lines printed.
+
+    :raises StepFailed: at the first step that does not see what it expects.
+    """
+    walk = Walk("Everywhere", f"Log out everywhere, at {base_url}", out)
+    first, second = Browser(base_url), Browser(base_url)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        sid_a, key_a = _login(walk, first, client, user, session_keys)
+        sid_b, key_b = _login(walk, second, client, user, session_keys)
+        walk.step("Each browser loads a page")
+        _shows(walk, first, sid_a, user)
+        _shows(walk, second, sid_b, user)
+        index = _subject_index(client, user)
+        wanted = {sha256_hex(sid_a), sha256_hex(sid_b)}
+        # Indexed just after each answer went out: allow it a moment.
+        deadline = time.monotonic() + 5.0
+        members = set(client.zrange(index, 0, -1))
+        while members != wanted and time.monotonic() < deadline:
+            time.sleep(0.02)
+            members = set(client.zrange(index, 0, -1))
+        walk.check(
+            members == wanted,
+            f"the middleware knows both sessions are {user}'s (index {short(index, 28)})",
+            members,
+        )
+        walk.note("It read each record once (LOGOUT_SESSION_SUBJECT=user) after the page.")
+        token = _get_token(walk, second, sid_b) if with_token else None
+        before = _stream_last_id(client)
+
+        walk.step("Log out everywhere: POST /logout/everywhere from the first browser")
+        response = first.request("POST", "/logout/everywhere", cookie=sid_a)
+        walk.check(response.status_code == 303, "303 See Other", response.status_code)
+        walk.check(
+            client.exists(key_a, key_b) == 0, "both sessions are gone from Redis", (key_a, key_b)
+        )
+        entries = _stream_after(client, before)
+        fields = entries[0][1] if len(entries) == 1 else {}
+        walk.check(
+            (fields.get("reason"), fields.get("subject"), fields.get("sessions_ended"))
+            == ("everywhere", user, "2"),
+            f"one audit entry: reason everywhere, subject {user}, sessions_ended 2",
+            entries,
+        )
+
+        walk.step("The second browser's next request: GET / with its old cookie")
+        _shows(walk, second, sid_b, None)
+        if token is not None:
+            walk.step("Its JWT, issued before: GET /api/me")
+            response = second.request("GET", "/api/me", token=token)
+            walk.check(response.status_code == 401, "401 Unauthorized", response.status_code)
+            walk.note("Every JWT of the user issued up to the logout is refused (its iat).")
+    finally:
+        first.close()
+        second.close()
+        client.close()
+    return walk.lines
+
+
 def walk_fastapi(
     base_url: str, redis_url: str, *, out: Out = say, user: str = "alice"
 ) -> WalkResult:
@@ -665,12 +740,19 @@ def main(argv: list[str] | None = None) -> int:
             out("adds the middleware. Every step below is checked.")
             _describe("the FastAPI example under uvicorn", redis_url, FASTAPI_SETTINGS, out)
             walk_fastapi(fastapi_url, redis_url, out=out)
+            keys = FASTAPI_SETTINGS["session_keys"]
+            walk_everywhere(fastapi_url, redis_url, session_keys=keys, with_token=True, out=out)
             with serve_flask(redis_url) as flask_url:
                 _describe("the Flask example under waitress", redis_url, FLASK_SETTINGS, out)
                 walk_flask(flask_url, redis_url, out=out)
+                keys = FLASK_SETTINGS["session_keys"]
+                walk_everywhere(
+                    flask_url, redis_url, session_keys=keys, with_token=False, out=out, user="erin"
+                )
             out("")
             out("All checks passed: cookies expired, sessions deleted, the token")
-            out("revoked, and each logout recorded in the audit stream.")
+            out("revoked, a user logged out everywhere, and each logout recorded in")
+            out("the audit stream with who it was.")
             if args.serve:
                 _serve_until_interrupted(fastapi_url, out)
     except StepFailed as exc:

@@ -33,6 +33,7 @@ from examples.demo import (
     serve_flask,
     set_cookie,
     sha256_hex,
+    walk_everywhere,
     walk_fastapi,
     walk_flask,
 )
@@ -390,8 +391,9 @@ def test_demo_script_passes(redis_url: str, redis_client: redis.Redis) -> None:
     assert "Flask + Flask-Session, at http://127.0.0.1:" in done.stdout
     assert "All checks passed" in done.stdout
     assert "FAILED" not in done.stdout + done.stderr
-    # Two logouts, two audit entries; both sessions gone.
-    assert redis_client.xlen(STREAM) == 2
+    # Two logouts and two logouts everywhere, four audit entries; every session gone.
+    assert "Log out everywhere, at http://127.0.0.1:" in done.stdout
+    assert redis_client.xlen(STREAM) == 4
     assert list(redis_client.scan_iter(match="starsessions.*")) == []
     assert list(redis_client.scan_iter(match="session:*")) == []
 
@@ -448,3 +450,27 @@ def test_demo_serve_stops_every_process_it_started(
             client.ping()
     finally:
         client.close()
+
+
+@pytest.mark.parametrize(
+    ("server", "key_template", "with_token"),
+    [("fastapi_url", "starsessions.{sid}", True), ("flask_url", "session:{sid}", False)],
+)
+def test_everywhere_walk_through(
+    server: str,
+    key_template: str,
+    with_token: bool,
+    request: pytest.FixtureRequest,
+    redis_client: redis.Redis,
+    redis_url: str,
+) -> None:
+    """The demo's everywhere walk on the unmodified examples, configured by environment
+    only: two browsers, one logs out everywhere, the other is logged out too."""
+    url = request.getfixturevalue(server)
+    lines = walk_everywhere(
+        url, redis_url, session_keys=key_template, with_token=with_token, out=lambda line: None
+    )
+    assert any("both sessions are gone from Redis" in line for line in lines)
+    assert any("Not logged in." in line for line in lines)
+    assert (any("401 Unauthorized" in line for line in lines)) is with_token
+    assert list(redis_client.scan_iter(match=key_template.replace("{sid}", "*"))) == []
