@@ -387,3 +387,24 @@ def test_forked_worker_does_not_trust_its_parents_mirror(
         assert not h.middleware.core.mirror.live
         assert store._follower_pid > 0
         assert wait_for(lambda: live(h))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_login_in_an_anonymous_session_is_learned_at_once(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """A session read while anonymous is read again after an unsafe request (a login
+    that kept the session id, as Flask-Session does), not a minute later; while a
+    subject is known, unsafe requests cost nothing more."""
+    redis_client.set(f"session:{SID}", msgspec.msgpack.encode({"cart": 1}))
+    with harness(kind, redis_url, session_subject="user") as h:
+        h.request("GET", "/page", headers=cookie(SID))
+        assert index_members(redis_client, "ann") == set()
+        redis_client.set(f"session:{SID}", record("ann"))  # what POST /login saves
+        h.request("GET", "/page", headers=cookie(SID))  # a safe request: not read again
+        assert index_members(redis_client, "ann") == set()
+        h.request("POST", "/login", headers=cookie(SID))
+        assert index_members(redis_client, "ann") == {sha(SID)}
+        before = calls(redis_client).get("get", 0)
+        h.request("POST", "/cart", headers=cookie(SID))
+        assert calls(redis_client).get("get", 0) == before

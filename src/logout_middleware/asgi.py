@@ -143,12 +143,14 @@ class LogoutMiddleware:
         if verdict.strip is not None:
             scope, send = self._without_session(scope, send)
         await self.app(scope, receive, send)
-        if session is not None and core.unsettled(session):
-            await self._settle(session)
+        if session is not None:
+            method = scope.get("method", "GET")
+            if core.unsettled(session, method):
+                await self._settle(session, method)
 
-    async def _settle(self, session: KnownSession) -> None:
+    async def _settle(self, session: KnownSession, method: str) -> None:
         try:
-            await adrive(self.core.settle(session), self.store, self.core.verifier)
+            await adrive(self.core.settle(session, method), self.store, self.core.verifier)
         except Exception:
             logger.exception("session bookkeeping failed")
 

@@ -112,13 +112,14 @@ class WSGILogoutMiddleware:
         if verdict.strip is not None:
             environ, start_response = self._without_session(environ, start_response)
         result = self.app(environ, start_response)
-        if session is not None and core.unsettled(session):
-            self._settle(session)
+        method = environ.get("REQUEST_METHOD", "GET")
+        if session is not None and core.unsettled(session, method):
+            self._settle(session, method)
         return result
 
-    def _settle(self, session: KnownSession) -> None:
+    def _settle(self, session: KnownSession, method: str) -> None:
         try:
-            drive(self.core.settle(session), self.store, self.core.verifier)
+            drive(self.core.settle(session, method), self.store, self.core.verifier)
         except Exception:
             logger.exception("session bookkeeping failed")
 

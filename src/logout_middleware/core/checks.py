@@ -46,6 +46,8 @@ __all__ = [
 SESSION_REREAD = 60.0
 #: How many tokens and sessions each cache holds; a full cache starts again empty.
 CACHE_SIZE = 10_000
+#: Methods that do not log anyone in (RFC 9110 section 9.2.1, safe methods).
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -280,10 +282,15 @@ class RequestChecks:
         mirror = self._mirror
         return mirror is not None and session.member in mirror.state.sessions
 
-    def due(self, session: KnownSession) -> bool:
-        """Whether the session's record should be read now to learn its subject."""
+    def due(self, session: KnownSession, method: str = "GET") -> bool:
+        """Whether the session's record should be read now to learn its subject: never
+        read by this process, or last read :data:`SESSION_REREAD` seconds ago or more, or
+        no subject known yet and the request was not ``GET``/``HEAD``/``OPTIONS`` (it may
+        have been the login, in a session whose id the app did not renew)."""
         read_at = session.read_at
-        return read_at is None or self._monotonic() - read_at >= SESSION_REREAD
+        if read_at is None or self._monotonic() - read_at >= SESSION_REREAD:
+            return True
+        return session.subject is None and method not in _SAFE_METHODS
 
     def mark_read(self, session: KnownSession) -> None:
         """Record that the session's record was just read."""

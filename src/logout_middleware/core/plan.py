@@ -195,24 +195,26 @@ class LogoutCore:
                 found += known.keys
         return tuple(found)
 
-    def unsettled(self, session: KnownSession) -> bool:
-        """Whether :meth:`settle` has anything to do for ``session`` (cheap: adapters
-        skip the flow when it has not)."""
-        return self.checks.revoked_since(session) or self.checks.due(session)
+    def unsettled(self, session: KnownSession, method: str) -> bool:
+        """Whether :meth:`settle` has anything to do for ``session`` after a request with
+        ``method`` (cheap: adapters skip the flow when it has not)."""
+        return self.checks.revoked_since(session) or self.checks.due(session, method)
 
-    def settle(self, session: KnownSession) -> Flow[None]:
+    def settle(self, session: KnownSession, method: str = "GET") -> Flow[None]:
         """After the app answered a request with ``session``: delete its record when the
         session was revoked meanwhile (a late save re-created it), else read the record
-        when due to learn its subject, and index the session under it.
+        when due (:meth:`~.checks.RequestChecks.due`) to learn its subject, and index the
+        session under it.
 
-        One ``DEL``; or at most one read and one index write per session per
-        :data:`~.checks.SESSION_REREAD` seconds per process; else nothing.
+        One ``DEL``; or one read and one index write per session per
+        :data:`~.checks.SESSION_REREAD` seconds per process (and after each unsafe
+        request while no subject is known); else nothing.
         """
         checks = self.checks
         if checks.revoked_since(session):
             yield Delete(session.keys)
             return
-        if not checks.due(session):
+        if not checks.due(session, method):
             return
         checks.mark_read(session)
         reading: Reading | None = yield Read(gets=(session.keys[0],))
