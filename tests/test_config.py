@@ -471,3 +471,20 @@ def test_events_stream_env_empty_writes_none() -> None:
     from_env treats an empty variable as unset, so the stream cannot be disabled from
     the environment."""
     assert LogoutConfig.from_env({"LOGOUT_EVENTS_STREAM": ""}).events_stream == ""
+
+
+@pytest.mark.parametrize(
+    ("settings", "variable"),
+    [
+        ({"denylist_prefix": "logout:"}, "LOGOUT_DENYLIST_PREFIX"),
+        ({"denylist_prefix": "logout:revoked-session:"}, "LOGOUT_DENYLIST_PREFIX"),
+        ({"events_stream": "logout:revoked:audit"}, "LOGOUT_DENYLIST_PREFIX"),
+        ({"key_prefix": "logout:revoked:"}, "LOGOUT_DENYLIST_PREFIX"),
+    ],
+    ids=["denylist-covers-all", "denylist-is-tombstones", "stream-under-denylist", "same-prefix"],
+)
+def test_overlapping_key_spaces_refused(settings: dict[str, Any], variable: str) -> None:
+    """The revocation cache loads each kind of key by its prefix: prefixes that overlap
+    would make one kind read as another, so they stop the app at start-up."""
+    with pytest.raises(ConfigError, match=rf"^{variable}: .* overlaps "):
+        LogoutConfig(**settings)

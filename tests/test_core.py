@@ -1,4 +1,6 @@
-"""The sans-IO core, table-driven, with no server: RequestHead values built directly."""
+"""The sans-IO core, table-driven, with no server: RequestHead values built directly,
+and the core's flows run by a small driver here that answers each I/O request and
+records it, so that tests can assert exactly what a logout asks Redis to do."""
 
 from __future__ import annotations
 
@@ -6,26 +8,34 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import jwt
+import msgspec
 import pytest
 from itsdangerous import Signer
 
-from logout_middleware.config import LogoutConfig
+from logout_middleware.config import ConfigError, LogoutConfig
 from logout_middleware.core import (
-    MAX_TOKEN_LENGTH,
+    Delete,
+    Flow,
+    Index,
     LogoutCore,
-    LogoutPlan,
+    Read,
+    Reading,
     RequestHead,
     Response,
+    Route,
+    StoreOps,
     StoreOutcome,
-    bearer_token,
+    Verify,
     is_safe_next,
     sha256_hex,
 )
+from logout_middleware.events import LogoutEvent
+from logout_middleware.store import drive
 
 from .harness import multipart
 
@@ -33,6 +43,7 @@ T = 1_700_000_000.0
 JWT_KEY = "a-test-signing-key-of-at-least-32-bytes"
 FORM = "application/x-www-form-urlencoded"
 EPOCH = "Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+EVERYWHERE = "/logout/everywhere"
 
 
 def make_core(
@@ -62,12 +73,6 @@ def headers(response: Response, name: str) -> list[str]:
     return [v for k, v in response.headers if k.lower() == name.lower()]
 
 
-def plan_of(core: LogoutCore, request: RequestHead, body: bytes = b"") -> LogoutPlan:
-    plan = core.plan(request, body)
-    assert isinstance(plan, LogoutPlan), plan
-    return plan
-
-
 def cookie_attrs(set_cookie: str) -> tuple[str, str, dict[str, str]]:
     """``(name, value, {attribute lower-case: value})`` of a Set-Cookie header value."""
     first, *rest = [part.strip() for part in set_cookie.split(";")]
@@ -83,7 +88,80 @@ def jwt_token(claims: dict[str, Any]) -> str:
     return jwt.encode(claims, JWT_KEY, algorithm="HS256")
 
 
-# -- helpers -------------------------------------------------------------------------
+# -- a driver that plays Redis ---------------------------------------------------------
+
+
+@dataclass
+class Driver:
+    """Answers a core flow's requests and records them.
+
+    ``Verify`` goes to the core's own verifier; ``Read`` is answered from ``records``
+    (``GET``) and ``index`` (``ZRANGE ... BYSCORE``); ``StoreOps`` gets ``outcome``.
+    """
+
+    core: LogoutCore
+    outcome: StoreOutcome = field(default_factory=lambda: StoreOutcome("ok"))
+    records: dict[str, bytes] = field(default_factory=dict)
+    index: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Every request the flow yielded, in order.
+    requests: list[Any] = field(default_factory=list)
+
+    def run(self, flow: Flow[Any]) -> Any:
+        result: Any = None
+        try:
+            while True:
+                request = flow.send(result)
+                self.requests.append(request)
+                if isinstance(request, Verify):
+                    result = self.core.verifier.verify(request.token)
+                elif isinstance(request, StoreOps):
+                    result = self.outcome
+                elif isinstance(request, Read):
+                    result = Reading(
+                        values=tuple(self.records.get(key) for key in request.gets),
+                        members=tuple(self.index.get(key, ()) for key in request.ranges),
+                    )
+                elif isinstance(request, (Index, Delete)):
+                    result = None
+                else:
+                    raise AssertionError(f"unexpected request {request!r}")
+        except StopIteration as done:
+            return done.value
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [request for request in self.requests if isinstance(request, kind)]
+
+    @property
+    def ops(self) -> StoreOps:
+        """The one StoreOps of the logout."""
+        (found,) = self.of(StoreOps)
+        assert isinstance(found, StoreOps)
+        return found
+
+
+def logout(
+    core: LogoutCore,
+    request: RequestHead,
+    body: bytes = b"",
+    route: Route = "logout",
+    **driver: Any,
+) -> tuple[Response, LogoutEvent | None, Driver]:
+    """Run the logout flow to its end; return its response, event and driver."""
+    runner = Driver(core, **driver)
+    response, event = runner.run(core.logout(request, body, route))
+    return response, event, runner
+
+
+def completed(
+    core: LogoutCore, request: RequestHead, body: bytes = b"", **driver: Any
+) -> tuple[Response, LogoutEvent, Driver]:
+    """A logout that must complete (not be refused)."""
+    response, event, runner = logout(core, request, body, **driver)
+    assert event is not None, response
+    return response, event, runner
+
+
+# -- helpers ---------------------------------------------------------------------------
 
 
 def test_sha256_hex() -> None:
@@ -91,151 +169,92 @@ def test_sha256_hex() -> None:
     assert re.fullmatch(r"[0-9a-f]{64}", sha256_hex(b""))
 
 
-@pytest.mark.parametrize(
-    ("authorization", "expected"),
-    [
-        (b"Bearer abc", b"abc"),
-        (b"bearer abc", b"abc"),
-        (b"BEARER abc", b"abc"),
-        (b"BeArEr abc", b"abc"),
-        (b"Bearer   abc  ", b"abc"),
-        (b"Basic dXNlcjpwYXNz", None),
-        (b"Token abc", None),
-        (b"Bearerabc", None),
-        (b"Bearer", None),
-        (b"Bearer ", None),
-        (b"Bearer    ", None),
-        (b"", None),
-        (b"Bearer " + b"t" * MAX_TOKEN_LENGTH, b"t" * MAX_TOKEN_LENGTH),
-        (b"Bearer " + b"t" * (MAX_TOKEN_LENGTH + 1), None),
-    ],
-    ids=[
-        "bearer",
-        "lower",
-        "upper",
-        "mixed",
-        "padded",
-        "basic",
-        "token-scheme",
-        "no-space",
-        "scheme-only",
-        "empty-token",
-        "blank-token",
-        "empty-header",
-        "longest",
-        "overlong",
-    ],
-)
-def test_bearer_token(authorization: bytes, expected: bytes | None) -> None:
-    assert bearer_token(authorization) == expected
+# -- route -----------------------------------------------------------------------------
 
-
-# -- matches -------------------------------------------------------------------------
-
-MATCH_CASES = [
-    ("/logout", "/logout", "", True),
-    ("/logout", "/logout/", "", False),
-    ("/logout", "/Logout", "", False),
-    ("/logout", "/logout2", "", False),
-    ("/logout", "/", "", False),
-    ("/logout", "", "", False),
-    ("/logout", "/app/logout", "", False),
-    ("/logout", "/app/logout", "/app", True),
-    ("/logout", "/logout", "/app", True),
-    ("/logout", "/apx/logout", "/app", False),
-    ("/logout", "/app/logout/", "/app", False),
-    ("/logout", "/app/other", "/app", False),
-    ("/logout", "/app", "/app", False),
-    ("/auth/logout", "/auth/logout", "", True),
-    ("/auth/logout", "/logout", "", False),
-    ("/auth/logout", "/api/v1/auth/logout", "/api/v1", True),
-    ("/auth/logout", "/api/v2/auth/logout", "/api/v1", False),
+ROUTE_CASES: list[tuple[str, str, str, str | None, Route | None]] = [
+    ("/logout", "/logout", "", None, "logout"),
+    ("/logout", "/logout/", "", None, None),
+    ("/logout", "/Logout", "", None, None),
+    ("/logout", "/logout2", "", None, None),
+    ("/logout", "/", "", None, None),
+    ("/logout", "", "", None, None),
+    ("/logout", "/app/logout", "", None, None),
+    ("/logout", "/app/logout", "/app", None, "logout"),
+    ("/logout", "/logout", "/app", None, "logout"),
+    ("/logout", "/apx/logout", "/app", None, None),
+    ("/logout", "/app/logout/", "/app", None, None),
+    ("/logout", "/app/other", "/app", None, None),
+    ("/logout", "/app", "/app", None, None),
+    ("/auth/logout", "/auth/logout", "", None, "logout"),
+    ("/auth/logout", "/logout", "", None, None),
+    ("/auth/logout", "/api/v1/auth/logout", "/api/v1", None, "logout"),
+    ("/auth/logout", "/api/v2/auth/logout", "/api/v1", None, None),
+    ("/logout", EVERYWHERE, "", None, None),
+    ("/logout", EVERYWHERE, "", EVERYWHERE, "everywhere"),
+    ("/logout", "/logout", "", EVERYWHERE, "logout"),
+    ("/logout", "/app" + EVERYWHERE, "/app", EVERYWHERE, "everywhere"),
+    ("/logout", EVERYWHERE, "/app", EVERYWHERE, "everywhere"),
+    ("/logout", EVERYWHERE + "/", "", EVERYWHERE, None),
+    ("/logout", "/logout/Everywhere", "", EVERYWHERE, None),
+    ("/logout", "/all", "", "/all", "everywhere"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("own", "path", "root_path", "expected"),
-    MATCH_CASES,
-    ids=[f"{own}|{path or 'empty'}|root={root or 'none'}" for own, path, root, _ in MATCH_CASES],
-)
-def test_matches(own: str, path: str, root_path: str, expected: bool) -> None:
-    assert make_core(path=own).matches(path, root_path) is expected
-
-
-# -- revocation_key / revocation_response ---------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("authorization", "token"),
-    [
-        (b"Bearer abc.def", b"abc.def"),
-        (b"bearer abc.def", b"abc.def"),
-        (b"BEARER abc.def", b"abc.def"),
-        (b"Basic abc", None),
-        (b"Digest username=x", None),
-        (b"", None),
-        (b"Bearer ", None),
-        (b"Bearer " + b"x" * (MAX_TOKEN_LENGTH + 1), None),
-    ],
-    ids=["bearer", "lower", "upper", "basic", "digest", "empty", "empty-token", "overlong"],
-)
-def test_revocation_key(authorization: bytes, token: bytes | None) -> None:
-    key = make_core().revocation_key(authorization)
-    if token is None:
-        assert key is None
-    else:
-        assert key == "logout:revoked:" + hashlib.sha256(token).hexdigest()
-
-
-def test_revocation_key_custom_prefix_and_no_raw_token() -> None:
-    key = make_core(denylist_prefix="deny:").revocation_key(b"Bearer sekrit-token")
-    assert key == "deny:" + sha256_hex(b"sekrit-token")
-    assert "sekrit-token" not in (key or "")
-
-
-def test_revocation_key_same_for_any_scheme_case() -> None:
-    core = make_core()
-    assert core.revocation_key(b"Bearer t") == core.revocation_key(b"bEARER t")
-
-
-@pytest.mark.parametrize(
-    ("on_check_error", "revoked", "status"),
-    [
-        ("allow", True, 401),
-        ("deny", True, 401),
-        ("allow", False, None),
-        ("deny", False, None),
-        ("allow", None, None),
-        ("deny", None, 503),
-    ],
+    ("own", "path", "root_path", "everywhere", "expected"),
+    ROUTE_CASES,
     ids=[
-        "allow-revoked",
-        "deny-revoked",
-        "allow-clean",
-        "deny-clean",
-        "allow-unknown",
-        "deny-unknown",
+        f"{own}|{path or 'empty'}|root={root or 'none'}|all={every or 'none'}"
+        for own, path, root, every, _ in ROUTE_CASES
     ],
 )
-def test_revocation_response(on_check_error: str, revoked: bool | None, status: int | None) -> None:
-    response = make_core(on_check_error=on_check_error).revocation_response(revoked)
-    if status is None:
-        assert response is None
-        return
-    assert response is not None
-    assert response.status == status
+def test_route(
+    own: str, path: str, root_path: str, everywhere: str | None, expected: Route | None
+) -> None:
+    core = make_core(path=own, everywhere_path=everywhere)
+    assert core.route(path, root_path) == expected
+
+
+# -- the core's own answers --------------------------------------------------------------
+
+
+def test_revoked_response() -> None:
+    """A revoked bearer token gets RFC 6750's ``invalid_token`` (unchanged)."""
+    response = make_core().revoked
+    assert response.status == 401
     assert header(response, "Cache-Control") == "no-store"
-    if status == 401:
-        assert 'error="invalid_token"' in (header(response, "WWW-Authenticate") or "")
-        assert json.loads(response.body)["error"] == "invalid_token"
-    else:
-        assert header(response, "Retry-After") == "5"
+    assert header(response, "WWW-Authenticate") == (
+        'Bearer error="invalid_token", error_description="The access token has been revoked"'
+    )
+    assert header(response, "Content-Type") == "application/json"
+    assert header(response, "Content-Length") == str(len(response.body))
+    assert json.loads(response.body) == {
+        "error": "invalid_token",
+        "error_description": "The access token has been revoked",
+    }
 
 
-def test_checks_tokens() -> None:
-    assert make_core(has_store=True).checks_tokens is True
-    assert make_core(has_store=False).checks_tokens is False
-    assert make_core(has_store=True, revoke_tokens=False).checks_tokens is False
+def test_check_unavailable_response() -> None:
+    response = make_core(on_check_error="deny").check_unavailable
+    assert response.status == 503
+    assert header(response, "Retry-After") == "5"
+    assert header(response, "Cache-Control") == "no-store"
+    assert response.body == b"Service Unavailable: revocation cannot be checked.\n"
+
+
+@pytest.mark.parametrize(
+    ("has_store", "revoke_tokens", "requests", "tokens"),
+    [(True, True, True, True), (False, True, False, False), (True, False, True, False)],
+    ids=["store", "no-store", "store-tokens-off"],
+)
+def test_what_requests_pay(
+    has_store: bool, revoke_tokens: bool, requests: bool, tokens: bool
+) -> None:
+    core = make_core(has_store=has_store, revoke_tokens=revoke_tokens)
+    assert core.checks_requests is requests
+    assert core.checks.sessions is requests
+    assert core.checks.tokens is tokens
+    assert (core.mirror is not None) is has_store
 
 
 # -- admit: methods ------------------------------------------------------------------
@@ -340,6 +359,38 @@ ORIGIN_CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("default-port", {"origin": "https://example.com", "host": "example.com:443"}, True),
     ("other-port", {"origin": "http://example.com:8080"}, False),
     ("trusted", {"origin": "https://app.example.net", "sec_fetch_site": "cross-site"}, True),
+    # Sec-Fetch-Site is trusted first (Go's CrossOriginProtection): a same-origin page
+    # with Referrer-Policy: no-referrer posts Origin: null, and may log out.
+    ("same-origin-null-origin", {"origin": "null", "sec_fetch_site": "same-origin"}, True),
+    ("none-null-origin", {"origin": "null", "sec_fetch_site": "none"}, True),
+    (
+        "same-origin-foreign-origin",
+        {"origin": "https://evil.example", "sec_fetch_site": "same-origin"},
+        True,
+    ),
+    ("none-alone", {"sec_fetch_site": "none"}, True),
+    ("same-origin-and-none", {"origin": "null", "sec_fetch_site": "same-origin, none"}, True),
+    # same-site falls back to the Origin check.
+    ("same-site-null-origin", {"origin": "null", "sec_fetch_site": "same-site"}, False),
+    ("same-site-own-origin", {"origin": "http://example.com", "sec_fetch_site": "same-site"}, True),
+    (
+        "same-site-sibling-origin",
+        {"origin": "https://shop.example.com", "sec_fetch_site": "same-site"},
+        False,
+    ),
+    # cross-site is refused whatever Origin says, and in any repeat.
+    (
+        "cross-site-own-origin",
+        {"origin": "http://example.com", "sec_fetch_site": "cross-site"},
+        False,
+    ),
+    ("same-origin-and-cross-site", {"sec_fetch_site": "same-origin, cross-site"}, False),
+    (
+        "same-origin-and-same-site-null",
+        {"origin": "null", "sec_fetch_site": "same-origin, same-site"},
+        False,
+    ),
+    ("unknown-value-null-origin", {"origin": "null", "sec_fetch_site": "bogus"}, False),
 ]
 
 
@@ -415,7 +466,7 @@ def test_admit_content_type_asks_for_body(content_type: str, reads_body: bool) -
     assert result == (1024 if reads_body else 0)
 
 
-# -- plan: sessions --------------------------------------------------------------------
+# -- logout: sessions ------------------------------------------------------------------
 
 SECRET = "flask-secret-key"
 
@@ -462,33 +513,71 @@ SESSION_CASES: list[tuple[str, dict[str, Any], str, str | None]] = [
     [(config, cookie, sid) for _, config, cookie, sid in SESSION_CASES],
     ids=[case_id for case_id, _, _, _ in SESSION_CASES],
 )
-def test_plan_session(config: dict[str, Any], cookie: str, sid: str | None) -> None:
-    plan = plan_of(make_core(**config), head(cookie=cookie))
-    assert plan.ops is not None
+def test_logout_session(config: dict[str, Any], cookie: str, sid: str | None) -> None:
+    core = make_core(**config)
+    _, event, runner = completed(core, head(cookie=cookie))
+    ops = runner.ops
     if sid is None:
-        assert plan.ops.delete == ()
-        assert plan.event.session_id_hash is None
-    else:
-        assert plan.ops.delete == (f"session:{sid}",)
-        assert plan.event.session_id_hash == sha256_hex(sid.encode())
+        assert ops.delete == ()
+        assert ops.sets == ()
+        assert event.session_id_hash is None
+        assert runner.of(Read) == []
+        return
+    digest = sha256_hex(sid.encode())
+    assert ops.delete == (f"session:{sid}",)
+    assert ops.sets == (("logout:revoked-session:" + digest, "1", 31 * 24 * 3600),)
+    assert event.session_id_hash == digest
+    # The record was read first, to learn whose session it is.
+    assert runner.of(Read) == [Read(gets=(f"session:{sid}",))]
 
 
-def test_plan_session_key_templates() -> None:
+def test_logout_session_key_templates() -> None:
     core = make_core(session_keys=("session:{sid}", "starsessions.{sid}", "{sid}:meta"))
-    plan = plan_of(core, head(cookie="session=s1"))
-    assert plan.ops is not None
-    assert plan.ops.delete == ("session:s1", "starsessions.s1", "s1:meta")
+    _, _, runner = completed(core, head(cookie="session=s1"))
+    assert runner.ops.delete == ("session:s1", "starsessions.s1", "s1:meta")
+    assert runner.of(Read) == [Read(gets=("session:s1",))]
 
 
-def test_plan_without_store_has_no_ops() -> None:
-    plan = plan_of(make_core(has_store=False), head(cookie="session=s1", authorization="Bearer t"))
-    assert plan.ops is None
-    assert plan.event.store == "disabled"
-    assert plan.event.session_id_hash == sha256_hex(b"s1")
-    assert plan.event.token_hash == sha256_hex(b"t")
+def test_logout_session_tombstone_ttl() -> None:
+    _, _, runner = completed(make_core(session_ttl=600), head(cookie="session=s1"))
+    assert runner.ops.sets == (("logout:revoked-session:" + sha256_hex(b"s1"), "1", 600),)
 
 
-# -- plan: tokens ----------------------------------------------------------------------
+def test_logout_without_store_has_no_ops() -> None:
+    core = make_core(has_store=False)
+    _, event, runner = completed(core, head(cookie="session=s1", authorization="Bearer t"))
+    assert runner.requests == []
+    assert event.store == "disabled"
+    assert event.session_id_hash == sha256_hex(b"s1")
+    assert event.token_hash == sha256_hex(b"t")
+
+
+def test_logout_with_drive_and_no_store() -> None:
+    """How an adapter without Redis runs the flow: store.drive with no store."""
+    core = make_core(has_store=False)
+    response, event = drive(
+        core.logout(head(cookie="session=s1"), b""), store=None, verifier=core.verifier
+    )
+    assert response.status == 303
+    assert event is not None
+    assert event.store == "disabled"
+
+
+def test_logout_marks_own_revocations_in_mirror_first() -> None:
+    """The mirror holds the logout's revocations before its transaction is sent."""
+    core = make_core()
+    flow = core.logout(head(cookie="session=s1", authorization="Bearer tok"), b"")
+    request = flow.send(None)
+    while not isinstance(request, StoreOps):
+        request = flow.send(Reading(values=(None,), members=()))
+    mirror = core.mirror
+    assert mirror is not None
+    assert mirror.session_revoked(int(sha256_hex(b"s1")[:16], 16)) is True
+    assert mirror.token_cleared(int(sha256_hex(b"tok")[:16], 16)) is False
+    flow.close()
+
+
+# -- logout: tokens --------------------------------------------------------------------
 
 TTL_CASES: list[tuple[str, dict[str, Any], str, int]] = [
     ("opaque-default", {}, "opaque-token", 3600),
@@ -512,49 +601,70 @@ TTL_CASES: list[tuple[str, dict[str, Any], str, int]] = [
     [(config, token, ttl) for _, config, token, ttl in TTL_CASES],
     ids=[case_id for case_id, _, _, _ in TTL_CASES],
 )
-def test_plan_token_ttl(config: dict[str, Any], token: str, ttl: int) -> None:
-    plan = plan_of(make_core(**config), head(authorization=f"Bearer {token}"))
-    assert plan.event.token_ttl == ttl
-    assert plan.event.token_hash == sha256_hex(token.encode())
-    assert plan.ops is not None
-    assert plan.ops.revoke == ("logout:revoked:" + sha256_hex(token.encode()), ttl)
+def test_logout_token_ttl(config: dict[str, Any], token: str, ttl: int) -> None:
+    _, event, runner = completed(make_core(**config), head(authorization=f"Bearer {token}"))
+    assert event.token_ttl == ttl
+    assert event.token_hash == sha256_hex(token.encode())
+    assert event.tokens_ended == 1
+    assert runner.ops.sets == (("logout:revoked:" + sha256_hex(token.encode()), "1", ttl),)
 
 
-def test_plan_token_ttl_follows_clock() -> None:
+def test_logout_token_ttl_follows_clock() -> None:
     token = jwt_token({"exp": int(T) + 1000})
     later = make_core(clock=lambda: T + 500)
-    assert plan_of(later, head(authorization=f"Bearer {token}")).event.token_ttl == 560
+    _, event, _ = completed(later, head(authorization=f"Bearer {token}"))
+    assert event.token_ttl == 560
 
 
-def test_plan_revoke_key_matches_revocation_key() -> None:
+def test_logout_revoke_key_matches_request_check_key() -> None:
+    """The key a logout writes is the key every later request's check asks about."""
     core = make_core(denylist_prefix="deny:")
-    plan = plan_of(core, head(authorization="bearer tok"))
-    assert plan.ops is not None
-    assert plan.ops.revoke is not None
-    assert plan.ops.revoke[0] == core.revocation_key(b"Bearer tok")
+    _, _, runner = completed(core, head(authorization="bearer tok"))
+    known = core.checks.token(b"Bearer tok")
+    assert known is not None
+    assert runner.ops.sets == ((known.key, "1", 3600),)
+    assert known.key == "deny:" + sha256_hex(b"tok")
 
 
 @pytest.mark.parametrize(
     "authorization",
-    ["", "Basic dXNlcjpwYXNz", "Bearer ", "Bearer " + "x" * (MAX_TOKEN_LENGTH + 1)],
+    ["", "Basic dXNlcjpwYXNz", "Bearer ", "Bearer " + "x" * 8193],
     ids=["none", "basic", "empty-token", "overlong"],
 )
-def test_plan_without_bearer_token_revokes_nothing(authorization: str) -> None:
-    plan = plan_of(make_core(), head(authorization=authorization))
-    assert plan.ops is not None
-    assert plan.ops.revoke is None
-    assert plan.event.token_hash is None
-    assert plan.event.token_ttl is None
+def test_logout_without_bearer_token_revokes_nothing(authorization: str) -> None:
+    _, event, runner = completed(make_core(), head(authorization=authorization))
+    assert runner.ops.sets == ()
+    assert event.token_hash is None
+    assert event.token_ttl is None
+    assert event.tokens_ended == 0
 
 
-def test_plan_revoke_tokens_off() -> None:
-    plan = plan_of(make_core(revoke_tokens=False), head(authorization="Bearer tok"))
-    assert plan.ops is not None
-    assert plan.ops.revoke is None
-    assert plan.event.token_hash == sha256_hex(b"tok")
+def test_logout_revoke_tokens_off() -> None:
+    _, event, runner = completed(make_core(revoke_tokens=False), head(authorization="Bearer tok"))
+    assert runner.ops.sets == ()
+    assert event.token_hash == sha256_hex(b"tok")
+    assert event.tokens_ended == 0
 
 
-# -- plan: JSON or redirect, and next --------------------------------------------------
+def test_logout_verifies_token_when_a_key_is_set() -> None:
+    core = make_core(jwt_key=JWT_KEY)
+    token = jwt_token({"sub": "user-1", "iat": int(T)})
+    _, event, runner = completed(core, head(authorization=f"Bearer {token}"))
+    assert runner.of(Verify) == [Verify(token.encode())]
+    assert event.subject == "user-1"
+    # The verifier checks exp against the real clock: this token has none, so it holds.
+    assert event.subject_source == "jwt"
+
+
+def test_logout_asks_no_verification_without_a_key() -> None:
+    token = jwt_token({"sub": "user-1"})
+    _, event, runner = completed(make_core(), head(authorization=f"Bearer {token}"))
+    assert runner.of(Verify) == []
+    assert event.subject == "user-1"
+    assert event.subject_source == "jwt_unverified"
+
+
+# -- logout: JSON or redirect, and next ------------------------------------------------
 
 ACCEPT_CASES = [
     ("", False),
@@ -575,10 +685,11 @@ ACCEPT_CASES = [
 @pytest.mark.parametrize(
     ("accept", "wants_json"), ACCEPT_CASES, ids=[a or "none" for a, _ in ACCEPT_CASES]
 )
-def test_plan_json_or_redirect(accept: str, wants_json: bool) -> None:
-    plan = plan_of(make_core(), head(accept=accept, query_string="next=/bye"))
-    assert plan.redirect == (None if wants_json else "/bye")
-    assert plan.event.redirect == plan.redirect
+def test_logout_json_or_redirect(accept: str, wants_json: bool) -> None:
+    response, event, _ = completed(make_core(), head(accept=accept, query_string="next=/bye"))
+    assert event.redirect == (None if wants_json else "/bye")
+    assert response.status == (200 if wants_json else 303)
+    assert header(response, "Location") == event.redirect
 
 
 #: The boundary of the multipart bodies in NEXT_CASES.
@@ -618,7 +729,7 @@ NEXT_CASES: list[tuple[str, dict[str, Any], dict[str, Any], bytes, str]] = [
     ),
     ("form", {}, {"content_type": FORM}, b"csrf=x&next=%2Fhome", "/home"),
     ("form-unsafe", {}, {"content_type": FORM}, b"next=javascript%3Aalert(1)", "/"),
-    # admit() reads the body of a mixed-case form type, so plan() must parse it.
+    # admit() reads the body of a mixed-case form type, so logout() must parse it.
     (
         "form-mixed-case-type",
         {},
@@ -659,16 +770,19 @@ NEXT_CASES: list[tuple[str, dict[str, Any], dict[str, Any], bytes, str]] = [
     [(c, r, b, e) for _, c, r, b, e in NEXT_CASES],
     ids=[case_id for case_id, _, _, _, _ in NEXT_CASES],
 )
-def test_plan_next(
+def test_logout_next(
     config: dict[str, Any], request_fields: dict[str, Any], body: bytes, expected: str
 ) -> None:
-    plan = plan_of(make_core(**config), head(**request_fields), body)
-    assert plan.redirect == expected
+    response, event, _ = completed(make_core(**config), head(**request_fields), body)
+    assert event.redirect == expected
+    assert header(response, "Location") == expected
 
 
-def test_plan_https_refuses_http_next() -> None:
-    plan = plan_of(make_core(), head(scheme="https", query_string="next=http://example.com/x"))
-    assert plan.redirect == "/"
+def test_logout_https_refuses_http_next() -> None:
+    _, event, _ = completed(
+        make_core(), head(scheme="https", query_string="next=http://example.com/x")
+    )
+    assert event.redirect == "/"
 
 
 @pytest.mark.parametrize(
@@ -681,20 +795,22 @@ def test_plan_https_refuses_http_next() -> None:
     ],
     ids=["body-too-large", "malformed-multipart", "multipart-no-boundary", "too-many-fields"],
 )
-def test_plan_refuses_bad_body(request_fields: dict[str, Any], body: bytes, status: int) -> None:
-    result = make_core(max_body=1024).plan(head(**request_fields), body)
-    assert isinstance(result, Response)
-    assert result.status == status
-    assert header(result, "Cache-Control") == "no-store"
+def test_logout_refuses_bad_body(request_fields: dict[str, Any], body: bytes, status: int) -> None:
+    core = make_core(max_body=1024)
+    response, event, runner = logout(core, head(cookie="session=s1", **request_fields), body)
+    assert event is None
+    assert response.status == status
+    assert header(response, "Cache-Control") == "no-store"
+    assert runner.requests == []  # nothing read, nothing changed
 
 
-# -- plan: event and ops ---------------------------------------------------------------
+# -- logout: event and ops -------------------------------------------------------------
 
 
-def test_plan_event_fields() -> None:
+def test_logout_event_fields() -> None:
     token = "raw-token-value-456"
     core = make_core(cookies=("session", "remember"), events_stream="audit", events_maxlen=50)
-    plan = plan_of(
+    _, event, runner = completed(
         core,
         head(
             root_path="/app",
@@ -704,8 +820,8 @@ def test_plan_event_fields() -> None:
             client="203.0.113.7",
             query_string="next=/bye",
         ),
+        outcome=StoreOutcome("ok", sessions_deleted=1),
     )
-    event = plan.event
     assert re.fullmatch(r"[0-9a-f]{32}", event.id)
     assert event.at == datetime.fromtimestamp(T, timezone.utc)
     assert event.method == "POST"
@@ -717,48 +833,147 @@ def test_plan_event_fields() -> None:
     assert event.client == "203.0.113.7"
     assert event.user_agent == ("UA/" + "x" * 400)[:256]
     assert event.redirect == "/bye"
-    assert event.store == "disabled"
-    assert event.sessions_deleted == 0
-    assert plan.scheme == "http"
-    ops = plan.ops
-    assert ops is not None
+    assert event.store == "ok"
+    assert event.store_error is None
+    assert event.sessions_deleted == 1
+    assert event.type == "session_end"
+    assert event.reason == "user_logout"
+    assert event.subject is None
+    assert event.subject_source is None
+    assert event.impersonator is None
+    assert event.duration is None
+    assert event.sessions_ended == 1
+    assert event.tokens_ended == 1
+    assert event.ended_session_hashes == ()
+    assert event.not_before is None
+    ops = runner.ops
     assert ops.stream == "audit"
     assert ops.maxlen == 50
     assert ops.entry == tuple(event.to_fields().items())
     assert ops.delete == ("session:raw-session-id-123",)  # the key itself needs the id
-    for text in (repr(event), repr(ops.entry), repr(ops.revoke)):
+    assert ops.unindex == ()  # the record named no subject
+    assert ops.drop_index == ()
+    for text in (repr(event), repr(ops.entry), repr(ops.sets)):
         assert "raw-session-id-123" not in text
         assert token not in text
 
 
-def test_plan_event_ids_differ() -> None:
+def test_logout_event_ids_differ() -> None:
     core = make_core()
-    assert plan_of(core, head()).event.id != plan_of(core, head()).event.id
+    assert completed(core, head())[1].id != completed(core, head())[1].id
 
 
-def test_plan_empty_user_agent_and_client() -> None:
-    event = plan_of(make_core(), head()).event
+def test_logout_empty_user_agent_and_client() -> None:
+    _, event, _ = completed(make_core(), head())
     assert event.user_agent is None
     assert event.client is None
 
 
-def test_plan_no_stream_when_disabled() -> None:
-    plan = plan_of(make_core(events_stream=""), head())
-    assert plan.ops is not None
-    assert plan.ops.stream is None
+def test_logout_no_stream_when_disabled() -> None:
+    _, _, runner = completed(make_core(events_stream="", revocation_cache=False), head())
+    assert runner.ops.stream is None
 
 
-# -- finish ----------------------------------------------------------------------------
+def flask_record(data: dict[str, Any]) -> bytes:
+    """A session record as Flask-Session 0.8 stores it."""
+    return msgspec.msgpack.encode(data)
+
+
+def test_logout_learns_subject_from_the_record() -> None:
+    core = make_core(session_subject="_user_id")
+    index = core.keys.index("42")
+    _, event, runner = completed(
+        core,
+        head(cookie="session=s1"),
+        records={"session:s1": flask_record({"_user_id": "42"})},
+    )
+    assert event.subject == "42"
+    assert event.subject_source == "session"
+    assert runner.ops.unindex == ((index, sha256_hex(b"s1")),)
+    assert runner.ops.drop_index == ()
+    assert not any("not-before" in key for key, _, _ in runner.ops.sets)
+
+
+def test_logout_duration_from_starsessions_metadata() -> None:
+    core = make_core(session_subject="user.id", session_keys=("starsessions.{sid}",))
+    record = json.dumps({"user": {"id": 7}, "__metadata__": {"created": T - 90.5}}).encode()
+    _, event, _ = completed(core, head(cookie="session=s1"), records={"starsessions.s1": record})
+    assert event.subject == "7"
+    assert event.duration == 90.5
+    assert event.to_fields()["duration"] == "90.500"
+
+
+def test_logout_duration_from_jwt_iat() -> None:
+    token = jwt_token({"sub": "u", "iat": int(T) - 30})
+    _, event, _ = completed(make_core(), head(authorization=f"Bearer {token}"))
+    assert event.duration == 30.0
+
+
+# -- event type and reason ---------------------------------------------------------------
+
+TYPE_CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("nothing", {}, "anon_context_end"),
+    ("session", {"cookie": "session=s1"}, "session_end"),
+    ("opaque-token", {"authorization": "Bearer tok"}, "api_session_end"),
+    ("jwt", {"authorization": "Bearer " + jwt_token({"sub": "u"})}, "api_session_end"),
+    (
+        "session-and-token",
+        {"cookie": "session=s1", "authorization": "Bearer tok"},
+        "session_end",
+    ),
+    (
+        "impersonation",
+        {"authorization": "Bearer " + jwt_token({"sub": "u", "act": {"sub": "admin"}})},
+        "impersonation_end",
+    ),
+    (
+        "impersonation-with-session",
+        {
+            "cookie": "session=s1",
+            "authorization": "Bearer " + jwt_token({"sub": "u", "act": {"sub": "admin"}}),
+        },
+        "impersonation_end",
+    ),
+    (
+        "act-without-sub",
+        {"authorization": "Bearer " + jwt_token({"sub": "u", "act": {"iss": "x"}})},
+        "api_session_end",
+    ),
+]
+
+
+@pytest.mark.parametrize("has_store", [True, False], ids=["store", "no-store"])
+@pytest.mark.parametrize(
+    ("request_fields", "event_type"),
+    [(fields, event_type) for _, fields, event_type in TYPE_CASES],
+    ids=[case_id for case_id, _, _ in TYPE_CASES],
+)
+def test_event_type(request_fields: dict[str, Any], event_type: str, has_store: bool) -> None:
+    _, event, _ = completed(make_core(has_store=has_store), head(**request_fields))
+    assert event.type == event_type
+    assert event.reason == "user_logout"
+    assert event.to_fields()["type"] == event_type
+
+
+def test_event_impersonator() -> None:
+    token = jwt_token({"sub": "u", "act": {"sub": "support-7"}})
+    _, event, _ = completed(make_core(), head(authorization=f"Bearer {token}"))
+    assert event.impersonator == "support-7"
+    assert event.subject == "u"
+    assert event.to_fields()["impersonator"] == "support-7"
+
+
+# -- the response ----------------------------------------------------------------------
 
 
 def finish(
     core: LogoutCore, request: RequestHead, outcome: StoreOutcome | None = None
-) -> tuple[Response, Any]:
-    plan = plan_of(core, request)
-    return core.finish(plan, outcome or StoreOutcome("ok"))
+) -> tuple[Response, LogoutEvent]:
+    response, event, _ = completed(core, request, outcome=outcome or StoreOutcome("ok"))
+    return response, event
 
 
-def test_finish_redirects() -> None:
+def test_response_redirects() -> None:
     response, event = finish(make_core(), head(query_string="next=/bye"))
     assert response.status == 303
     assert header(response, "Location") == "/bye"
@@ -768,7 +983,7 @@ def test_finish_redirects() -> None:
     assert event.redirect == "/bye"
 
 
-def test_finish_json() -> None:
+def test_response_json() -> None:
     response, event = finish(make_core(), head(accept="application/json"))
     assert response.status == 200
     assert json.loads(response.body) == {"success": True}
@@ -779,7 +994,7 @@ def test_finish_json() -> None:
     assert event.redirect is None
 
 
-def test_finish_expires_every_cookie() -> None:
+def test_response_expires_every_cookie() -> None:
     core = make_core(
         cookies=("session", "remember", "csrftoken"),
         session_cookie="sid",
@@ -804,7 +1019,7 @@ def test_finish_expires_every_cookie() -> None:
 
 @pytest.mark.parametrize("cookie_secure", [None, False], ids=["auto", "secure-false"])
 @pytest.mark.parametrize("scheme", ["http", "https"])
-def test_finish_prefixed_cookies(scheme: str, cookie_secure: bool | None) -> None:
+def test_response_prefixed_cookies(scheme: str, cookie_secure: bool | None) -> None:
     core = make_core(
         cookies=("__Host-session", "__Secure-remember", "plain"),
         cookie_path="/app",
@@ -837,7 +1052,7 @@ def test_finish_prefixed_cookies(scheme: str, cookie_secure: bool | None) -> Non
     ],
     ids=["auto-http", "auto-https", "true-http", "true-https", "false-http", "false-https"],
 )
-def test_finish_cookie_secure(cookie_secure: bool | None, scheme: str, secure: bool) -> None:
+def test_response_cookie_secure(cookie_secure: bool | None, scheme: str, secure: bool) -> None:
     response, _ = finish(make_core(cookie_secure=cookie_secure), head(scheme=scheme))
     (raw,) = headers(response, "Set-Cookie")
     assert ("secure" in cookie_attrs(raw)[2]) is secure
@@ -846,7 +1061,7 @@ def test_finish_cookie_secure(cookie_secure: bool | None, scheme: str, secure: b
 @pytest.mark.parametrize(
     ("samesite", "secure"), [("Strict", False), ("Lax", False), ("None", True)]
 )
-def test_finish_cookie_samesite(samesite: str, secure: bool) -> None:
+def test_response_cookie_samesite(samesite: str, secure: bool) -> None:
     response, _ = finish(make_core(cookie_samesite=samesite), head())
     (raw,) = headers(response, "Set-Cookie")
     attrs = cookie_attrs(raw)[2]
@@ -864,12 +1079,14 @@ def test_finish_cookie_samesite(samesite: str, secure: bool) -> None:
     ],
     ids=["https", "http", "wildcard", "none-configured"],
 )
-def test_finish_clear_site_data(clear: tuple[str, ...], scheme: str, expected: str | None) -> None:
+def test_response_clear_site_data(
+    clear: tuple[str, ...], scheme: str, expected: str | None
+) -> None:
     response, _ = finish(make_core(clear_site_data=clear), head(scheme=scheme))
     assert header(response, "Clear-Site-Data") == expected
 
 
-def test_finish_store_failed_under_fail() -> None:
+def test_response_store_failed_under_fail() -> None:
     core = make_core(clear_site_data=("cookies",))
     outcome = StoreOutcome("failed", error="ConnectionError: refused")
     response, event = finish(core, head(scheme="https", query_string="next=/bye"), outcome)
@@ -892,7 +1109,7 @@ def test_finish_store_failed_under_fail() -> None:
 @pytest.mark.parametrize(
     ("accept", "status"), [("", 303), ("application/json", 200)], ids=["redirect", "json"]
 )
-def test_finish_store_failed_under_succeed(accept: str, status: int) -> None:
+def test_response_store_failed_under_succeed(accept: str, status: int) -> None:
     core = make_core(on_store_error="succeed")
     outcome = StoreOutcome("failed", error="TimeoutError: slow")
     response, event = finish(core, head(accept=accept), outcome)
@@ -909,14 +1126,13 @@ def test_finish_store_failed_under_succeed(accept: str, status: int) -> None:
     [StoreOutcome("ok", sessions_deleted=2), StoreOutcome("disabled")],
     ids=["ok", "disabled"],
 )
-def test_finish_event_takes_outcome(outcome: StoreOutcome) -> None:
+def test_response_event_takes_outcome(outcome: StoreOutcome) -> None:
     core = make_core()
-    plan = plan_of(core, head(cookie="session=s", authorization="Bearer t"))
-    response, event = core.finish(plan, outcome)
+    response, event = finish(core, head(cookie="session=s", authorization="Bearer t"), outcome)
     assert response.status == 303
-    assert event == replace(
-        plan.event, store=outcome.status, sessions_deleted=outcome.sessions_deleted
-    )
+    assert event.store == outcome.status
+    assert event.sessions_deleted == outcome.sessions_deleted
+    assert event.store_error is None
     assert event.store_ok is (outcome.status == "ok")
     assert event.session_id_hash == sha256_hex(b"s")
     assert event.token_hash == sha256_hex(b"t")
@@ -924,13 +1140,16 @@ def test_finish_event_takes_outcome(outcome: StoreOutcome) -> None:
 
 def test_every_response_is_no_store() -> None:
     core = make_core(on_get="confirm", max_body=10)
-    responses: list[Response | int | LogoutPlan] = [
+    responses: list[Response | int] = [
         core.admit(head(method="PUT")),
         core.admit(head(method="GET")),
         core.admit(head(sec_fetch_site="cross-site")),
         core.admit(head(content_length="11")),
         core.admit(head(content_length="x")),
-        core.plan(head(content_type=FORM), b"x" * 11),
+        logout(core, head(content_type=FORM), b"x" * 11)[0],
+        logout(make_core(everywhere_path=EVERYWHERE), head(), route="everywhere")[0],
+        finish(core, head(accept="application/json"))[0],
+        finish(core, head())[0],
         core.revoked,
         core.check_unavailable,
         core.internal_error,
@@ -939,6 +1158,497 @@ def test_every_response_is_no_store() -> None:
     for found in responses:
         assert isinstance(found, Response)
         assert header(found, "Cache-Control") == "no-store", found
+
+
+# -- the everywhere URI ----------------------------------------------------------------
+
+NO_SUBJECT = {
+    "error": "unknown_subject",
+    "error_description": "Logging out everywhere needs a logged-in session "
+    "or a verified bearer token; nothing was changed.",
+}
+
+
+def everywhere_core(**kw: Any) -> LogoutCore:
+    settings: dict[str, Any] = {"everywhere_path": EVERYWHERE, "session_subject": "user"}
+    settings.update(kw)
+    return make_core(**settings)
+
+
+def everywhere(
+    core: LogoutCore, request: RequestHead, **driver: Any
+) -> tuple[Response, LogoutEvent | None, Driver]:
+    return logout(core, request, route="everywhere", **driver)
+
+
+UNTRUSTED_CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, bytes], int]] = [
+    ("no-credentials", {}, {}, {}, 0),
+    ("session-without-record", {}, {"cookie": "session=s1"}, {}, 1),
+    (
+        "record-without-subject",
+        {},
+        {"cookie": "session=s1"},
+        {"session:s1": msgspec.msgpack.encode({"other": "x"})},
+        1,
+    ),
+    (
+        "record-subject-not-configured",
+        {"session_subject": None},
+        {"cookie": "session=s1"},
+        {"session:s1": msgspec.msgpack.encode({"user": "u1"})},
+        1,
+    ),
+    (
+        "undecodable-record",
+        {},
+        {"cookie": "session=s1"},
+        {"session:s1": b"\xc1 not a record"},
+        1,
+    ),
+    (
+        "unverified-jwt",
+        {},
+        {"authorization": "Bearer " + jwt_token({"sub": "u1", "iat": int(T)})},
+        {},
+        0,
+    ),
+    (
+        "jwt-failing-verification",
+        {"jwt_key": "another-key-that-is-at-least-32-bytes-long"},
+        {"authorization": "Bearer " + jwt_token({"sub": "u1", "iat": int(T)})},
+        {},
+        1,
+    ),
+    ("opaque-token", {}, {"authorization": "Bearer opaque"}, {}, 0),
+    (
+        "verified-jwt-without-sub",
+        {"jwt_key": JWT_KEY},
+        {"authorization": "Bearer " + jwt_token({"iat": int(T)})},
+        {},
+        1,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("config", "request_fields", "records", "reads"),
+    [case[1:] for case in UNTRUSTED_CASES],
+    ids=[case[0] for case in UNTRUSTED_CASES],
+)
+def test_everywhere_without_trusted_subject(
+    config: dict[str, Any],
+    request_fields: dict[str, Any],
+    records: dict[str, bytes],
+    reads: int,
+) -> None:
+    """Nothing is changed: no StoreOps, no event, a 400 JSON error, cookies kept."""
+    core = everywhere_core(**config)
+    response, event, runner = everywhere(core, head(**request_fields), records=records)
+    assert event is None
+    assert response.status == 400
+    assert json.loads(response.body) == NO_SUBJECT
+    assert header(response, "Content-Type") == "application/json"
+    assert header(response, "Cache-Control") == "no-store"
+    assert headers(response, "Set-Cookie") == []
+    assert runner.of(StoreOps) == []
+    assert len(runner.of(Read)) + len(runner.of(Verify)) == reads
+    mirror = core.mirror
+    assert mirror is not None
+    assert mirror.state.tokens == set()
+    assert mirror.state.sessions == set()
+    assert mirror.state.not_before == {}
+
+
+def h(name: str) -> str:
+    return sha256_hex(name.encode())
+
+
+def test_everywhere_by_session_subject() -> None:
+    core = everywhere_core(events_stream="audit")
+    own, other, third = h("s1"), h("s2"), h("s3")
+    index = core.keys.index("u1")
+    response, event, runner = everywhere(
+        core,
+        head(cookie="session=s1", accept="application/json"),
+        records={"session:s1": msgspec.msgpack.encode({"user": "u1", "_fresh": True})},
+        index={index: (other, own, third)},
+        outcome=StoreOutcome("ok", sessions_deleted=1),
+    )
+    assert event is not None
+    # Two reads: the session's record (its subject), then the subject's index.
+    assert runner.of(Read) == [Read(gets=("session:s1",)), Read(ranges=(index,), now=T)]
+    ttl = 31 * 24 * 3600
+    assert runner.ops == StoreOps(
+        delete=("session:s1",),
+        sets=(
+            (core.keys.session(own), "1", ttl),
+            (core.keys.session(other), "1", ttl),
+            (core.keys.session(third), "1", ttl),
+            (core.keys.not_before("u1"), repr(T), 30 * 24 * 3600),
+        ),
+        unindex=((index, own),),
+        drop_index=(index,),
+        stream="audit",
+        maxlen=100_000,
+        entry=tuple(event.to_fields().items()),
+    )
+    assert event.reason == "everywhere"
+    assert event.type == "session_end"
+    assert event.path == EVERYWHERE
+    assert event.subject == "u1"
+    assert event.subject_source == "session"
+    assert event.sessions_ended == 3
+    assert event.tokens_ended == 0
+    assert event.ended_session_hashes == (other, third)
+    assert event.not_before == T
+    assert event.sessions_deleted == 1
+    fields = event.to_fields()
+    assert fields["ended_sessions"] == f"{other},{third}"
+    assert fields["not_before"] == repr(T)
+    assert fields["subject"] == "u1"
+    assert fields["subject_source"] == "session"
+    assert fields["reason"] == "everywhere"
+    assert response.status == 200
+    assert json.loads(response.body) == {
+        "success": True,
+        "sessions_ended": 3,
+        "tokens_ended": 0,
+        "not_before": T,
+    }
+    assert len(headers(response, "Set-Cookie")) == 1
+    # The mirror holds all of it before the transaction went out.
+    mirror = core.mirror
+    assert mirror is not None
+    for digest in (own, other, third):
+        assert mirror.session_revoked(int(digest[:16], 16)) is True
+    assert mirror.not_before("u1") == T
+
+
+def test_everywhere_redirects_browsers() -> None:
+    core = everywhere_core()
+    response, event, _ = everywhere(
+        core,
+        head(cookie="session=s1", query_string="next=/signed-out"),
+        records={"session:s1": msgspec.msgpack.encode({"user": "u1"})},
+    )
+    assert event is not None
+    assert response.status == 303
+    assert header(response, "Location") == "/signed-out"
+
+
+def test_everywhere_deletes_records_this_process_knows() -> None:
+    """Sessions of the subject seen by this process have their records deleted in the
+    same transaction; the others are tombstoned (their records go when their processes
+    see the stream)."""
+    core = everywhere_core(session_keys=("session:{sid}", "meta:{sid}"))
+    core.checks.session("session=s2")  # a request of this process carried session s2
+    index = core.keys.index("u1")
+    _, event, runner = everywhere(
+        core,
+        head(cookie="session=s1"),
+        records={"session:s1": msgspec.msgpack.encode({"user": "u1"})},
+        index={index: (h("s1"), h("s2"), h("s3"))},
+    )
+    assert event is not None
+    assert runner.ops.delete == ("session:s1", "meta:s1", "session:s2", "meta:s2")
+    assert {key for key, _, _ in runner.ops.sets} >= {
+        core.keys.session(h("s2")),
+        core.keys.session(h("s3")),
+    }
+
+
+def test_everywhere_by_verified_jwt() -> None:
+    core = everywhere_core(jwt_key=JWT_KEY)
+    token = jwt_token({"sub": "u1", "iat": int(T) - 10})
+    index = core.keys.index("u1")
+    response, event, runner = everywhere(
+        core,
+        head(authorization=f"Bearer {token}", accept="application/json"),
+        index={index: (h("s7"),)},
+    )
+    assert event is not None
+    assert runner.of(Verify) == [Verify(token.encode())]
+    assert runner.of(Read) == [Read(ranges=(index,), now=T)]
+    assert runner.ops.delete == ()
+    assert runner.ops.sets == (
+        (core.keys.token(sha256_hex(token.encode())), "1", 3600),
+        (core.keys.session(h("s7")), "1", 31 * 24 * 3600),
+        (core.keys.not_before("u1"), repr(T), 30 * 24 * 3600),
+    )
+    assert runner.ops.unindex == ()
+    assert runner.ops.drop_index == (index,)
+    assert event.subject_source == "jwt"
+    assert event.type == "session_end"  # a session of the subject ended
+    assert event.sessions_ended == 1
+    assert event.tokens_ended == 1
+    assert json.loads(response.body) == {
+        "success": True,
+        "sessions_ended": 1,
+        "tokens_ended": 1,
+        "not_before": T,
+    }
+
+
+def test_everywhere_by_verified_jwt_with_empty_index() -> None:
+    core = everywhere_core(jwt_key=JWT_KEY)
+    token = jwt_token({"sub": "u1"})
+    _, event, runner = everywhere(core, head(authorization=f"Bearer {token}"))
+    assert event is not None
+    assert event.type == "api_session_end"
+    assert event.sessions_ended == 0
+    assert event.ended_session_hashes == ()
+    assert runner.ops.drop_index == (core.keys.index("u1"),)
+
+
+def test_everywhere_session_subject_wins_over_jwt() -> None:
+    core = everywhere_core(jwt_key=JWT_KEY)
+    token = jwt_token({"sub": "from-jwt"})
+    _, event, runner = everywhere(
+        core,
+        head(cookie="session=s1", authorization=f"Bearer {token}"),
+        records={"session:s1": msgspec.msgpack.encode({"user": "from-session"})},
+    )
+    assert event is not None
+    assert event.subject == "from-session"
+    assert event.subject_source == "session"
+    assert runner.ops.drop_index == (core.keys.index("from-session"),)
+
+
+def test_everywhere_index_read_failed_still_sets_not_before() -> None:
+    """When the index cannot be read, the request's own credentials and the subject's
+    JWTs still end; the other sessions are not found."""
+    core = everywhere_core()
+    runner = Driver(core, records={"session:s1": msgspec.msgpack.encode({"user": "u1"})})
+    flow = core.logout(head(cookie="session=s1"), b"", "everywhere")
+    request = flow.send(None)
+    assert request == Read(gets=("session:s1",))
+    request = flow.send(Reading(values=(runner.records["session:s1"],), members=()))
+    assert request == Read(ranges=(core.keys.index("u1"),), now=T)
+    ops = flow.send(None)  # Redis failed
+    assert isinstance(ops, StoreOps)
+    assert (core.keys.not_before("u1"), repr(T), 30 * 24 * 3600) in ops.sets
+    with pytest.raises(StopIteration) as done:
+        flow.send(StoreOutcome("ok"))
+    _, event = done.value.value
+    assert event.sessions_ended == 1
+
+
+def test_everywhere_without_store_stops_at_start_up() -> None:
+    """Logging out everywhere cannot be done without Redis: a configuration error at
+    start-up, naming the variable, rather than a URI that answers success and ends
+    nothing."""
+    with pytest.raises(ConfigError, match=r"^LOGOUT_EVERYWHERE_PATH: .*LOGOUT_REDIS_URL"):
+        everywhere_core(has_store=False, jwt_key=JWT_KEY)
+
+
+def test_everywhere_is_admitted_like_logout() -> None:
+    core = everywhere_core()
+    refused = core.admit(head(sec_fetch_site="cross-site"), "everywhere")
+    assert isinstance(refused, Response)
+    assert refused.status == 403
+    assert core.admit(head(), "everywhere") == 0
+
+
+def test_everywhere_confirm_page() -> None:
+    core = everywhere_core(on_get="confirm")
+    page = core.admit(head(method="GET", root_path="/app"), "everywhere")
+    assert isinstance(page, Response)
+    assert f'action="/app{EVERYWHERE}"' in page.body.decode()
+    assert "every device" in page.body.decode()
+
+
+# -- end(): an operator's revocation ---------------------------------------------------
+
+
+def test_end_by_admin_subject() -> None:
+    core = everywhere_core()
+    index = core.keys.index("u9")
+    runner = Driver(core, index={index: (h("a"), h("b"))})
+    ended = runner.run(core.end(subject="u9", everywhere=True, reason="admin"))
+    event = ended.event
+    assert ended.no_subject is False
+    assert event is not None
+    assert event.reason == "admin"
+    assert event.subject == "u9"
+    assert event.subject_source == "admin"
+    assert event.type == "session_end"
+    assert event.sessions_ended == 2
+    assert event.cookies == ()  # no HTTP request, no cookies expired
+    assert event.method == ""
+    assert runner.of(Read) == [Read(ranges=(index,), now=T)]
+    assert runner.ops.sets == (
+        (core.keys.session(h("a")), "1", 31 * 24 * 3600),
+        (core.keys.session(h("b")), "1", 31 * 24 * 3600),
+        (core.keys.not_before("u9"), repr(T), 30 * 24 * 3600),
+    )
+    assert runner.ops.drop_index == (index,)
+
+
+def test_end_everywhere_without_subject_changes_nothing() -> None:
+    core = everywhere_core()
+    runner = Driver(core)
+    ended = runner.run(core.end(everywhere=True, reason="admin"))
+    assert ended.no_subject is True
+    assert ended.event is None
+    assert runner.requests == []
+
+
+def test_end_one_session_by_id() -> None:
+    core = everywhere_core()
+    runner = Driver(core)
+    ended = runner.run(core.end(session_id="s1", reason="admin"))
+    assert ended.event is not None
+    assert ended.event.reason == "admin"
+    assert ended.event.type == "session_end"
+    assert runner.ops.delete == ("session:s1",)
+
+
+# -- after the app: settle -------------------------------------------------------------
+
+
+def test_settle_learns_and_indexes_the_subject() -> None:
+    core = everywhere_core(session_ttl=600)
+    session = core.checks.session("session=s1")
+    assert session is not None
+    assert core.unsettled(session, "GET") is True
+    runner = Driver(core, records={"session:s1": msgspec.msgpack.encode({"user": "u1"})})
+    runner.run(core.settle(session))
+    assert runner.requests == [
+        Read(gets=("session:s1",)),
+        Index(
+            key=core.keys.index("u1"),
+            member=h("s1"),
+            expires_at=T + 600,
+            now=T,
+            ttl=600,
+            previous=None,
+        ),
+    ]
+    assert session.subject == "u1"
+    # Read at most once a SESSION_REREAD per process.
+    assert core.unsettled(session, "GET") is False
+    again = Driver(core)
+    again.run(core.settle(session))
+    assert again.requests == []
+
+
+def test_settle_moves_the_session_to_a_new_subject() -> None:
+    clock = [1000.0]
+    core = LogoutCore(
+        LogoutConfig(session_subject="user"),
+        has_store=True,
+        clock=lambda: T,
+        monotonic=lambda: clock[0],
+    )
+    session = core.checks.session("session=s1")
+    assert session is not None
+    Driver(core, records={"session:s1": msgspec.msgpack.encode({"user": "u1"})}).run(
+        core.settle(session)
+    )
+    clock[0] += 61
+    runner = Driver(core, records={"session:s1": msgspec.msgpack.encode({"user": "u2"})})
+    runner.run(core.settle(session))
+    (index,) = runner.of(Index)
+    assert index.key == core.keys.index("u2")
+    assert index.previous == core.keys.index("u1")
+
+
+@pytest.mark.parametrize(
+    ("method", "reads_again"),
+    [("GET", False), ("HEAD", False), ("OPTIONS", False), ("POST", True), ("PUT", True)],
+)
+def test_settle_reads_again_after_unsafe_request_while_anonymous(
+    method: str, reads_again: bool
+) -> None:
+    """A login that keeps the session id is an unsafe request: while no subject is
+    known, the record is read again after each one (not only once a minute)."""
+    core = everywhere_core()
+    session = core.checks.session("session=s1")
+    assert session is not None
+    anonymous = Driver(core, records={"session:s1": msgspec.msgpack.encode({"cart": 1})})
+    anonymous.run(core.settle(session, "GET"))
+    assert session.subject is None
+    assert core.unsettled(session, method) is reads_again
+    logged_in = Driver(core, records={"session:s1": msgspec.msgpack.encode({"user": "u1"})})
+    logged_in.run(core.settle(session, method))
+    assert session.subject == ("u1" if reads_again else None)
+    assert len(logged_in.of(Index)) == int(reads_again)
+    # Once the subject is known, unsafe requests read it no more often than safe ones.
+    if reads_again:
+        assert core.unsettled(session, "POST") is False
+
+
+def test_settle_without_subject_indexes_nothing() -> None:
+    core = everywhere_core()
+    session = core.checks.session("session=s1")
+    assert session is not None
+    runner = Driver(core, records={"session:s1": msgspec.msgpack.encode({"other": 1})})
+    runner.run(core.settle(session))
+    assert runner.requests == [Read(gets=("session:s1",))]
+    assert session.subject is None
+
+
+def test_settle_deletes_a_record_saved_after_revocation() -> None:
+    core = everywhere_core(session_keys=("session:{sid}", "meta:{sid}"))
+    session = core.checks.session("session=s1")
+    assert session is not None
+    core.checks.mark_read(session)
+    assert core.unsettled(session, "GET") is False
+    mirror = core.mirror
+    assert mirror is not None
+    mirror.add(sessions=[session.hash])  # revoked while its request was in the app
+    assert core.unsettled(session, "GET") is True
+    runner = Driver(core)
+    runner.run(core.settle(session))
+    assert runner.requests == [Delete(("session:s1", "meta:s1"))]
+
+
+def test_records_of() -> None:
+    core = everywhere_core(session_keys=("session:{sid}", "meta:{sid}"))
+    known = core.checks.session("session=s1")
+    assert known is not None
+    unknown = int(h("nobody")[:16], 16)
+    assert core.records_of([known.member, unknown]) == ("session:s1", "meta:s1")
+    assert core.records_of([]) == ()
+
+
+@pytest.mark.parametrize(
+    ("cookie", "expected"),
+    [
+        ("session=s1", ""),
+        ("a=1; session=s1; b=2", "a=1; b=2"),
+        ("session=s1; session=s2; a=1", "a=1"),
+        ("a=1", "a=1"),
+        ("xsession=1; session=s1", "xsession=1"),
+    ],
+    ids=["alone", "middle", "repeated", "absent", "suffix-name-kept"],
+)
+def test_without_session_cookie(cookie: str, expected: str) -> None:
+    assert make_core().without_session_cookie(cookie) == expected
+
+
+@pytest.mark.parametrize(
+    ("set_cookies", "expires"),
+    [
+        ([], True),
+        (["theme=dark; Path=/"], True),
+        (["session=new-id; Path=/; HttpOnly"], False),
+        (['session="new-id"'], False),
+        (["session=; Max-Age=0"], True),
+    ],
+    ids=["none", "other-cookie", "new-session", "quoted-new-session", "app-expires-it"],
+)
+def test_expiry_for(set_cookies: list[str], expires: bool) -> None:
+    core = make_core()
+    found = core.expiry_for(set_cookies, secure=True)
+    if not expires:
+        assert found is None
+        return
+    assert found is not None
+    name, value, attrs = cookie_attrs(found)
+    assert (name, value) == ("session", "")
+    assert attrs["max-age"] == "0"
+    assert "secure" in attrs
 
 
 # -- is_safe_next ----------------------------------------------------------------------

@@ -339,6 +339,23 @@ class LogoutConfig:
         _choice("session_format", self.session_format, SessionFormat)
         if not self.key_prefix:
             raise _fail("key_prefix", "must not be empty")
+        spaces = {
+            "denylist_prefix": self.denylist_prefix,
+            "key_prefix": self.key_prefix + "revoked-session:",
+        }
+        for own, prefix in spaces.items():
+            for other, name in (
+                (self.key_prefix + "not-before:", "key_prefix"),
+                (self.key_prefix + "sessions-of:", "key_prefix"),
+                (self.events_stream, "events_stream"),
+                *((p, n) for n, p in spaces.items() if n != own),
+            ):
+                if other and (other.startswith(prefix) or prefix.startswith(other)):
+                    raise _fail(
+                        own,
+                        f"{prefix!r} overlaps {other!r} (LOGOUT_{name.upper()}): the "
+                        "revocation cache would read one kind of key as another",
+                    )
         for name in ("session_ttl",):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -273,6 +273,11 @@ async def _scan(client: redis.asyncio.Redis, pattern: str) -> list[Any]:
             return keys
 
 
+def _decodes(client: Any) -> bool:
+    pool = getattr(client, "connection_pool", None)
+    return bool(pool is not None and pool.connection_kwargs.get("decode_responses"))
+
+
 def _no_records(_members: Iterable[int]) -> tuple[str, ...]:
     return ()
 
@@ -289,12 +294,24 @@ class _Shared:
 
     def __init__(self, client: Any, backlog: int, cache_stream: str | None) -> None:
         self.client = client
+        # Session records are bytes (msgpack, pickle): read them on a twin that does not
+        # decode when the caller's client decodes responses.
+        self._raw = self._twin(client) if _decodes(client) else client
         self._backlog = _Backlog(backlog)
         self._warn = _Throttle(WARN_EVERY)
         self._stream = cache_stream
         #: The mirror the follower keeps current (see :meth:`attach`), or None.
         self.mirror: RevocationMirror | None = None
         self._records_of: RecordsOf = _no_records
+
+    @classmethod
+    def _twin(cls, client: Any) -> Any:
+        client_class, pool_class, _ = cls._flavour
+        pool = client.connection_pool
+        kwargs = {**pool.connection_kwargs, "decode_responses": False}
+        return client_class(
+            connection_pool=pool_class(connection_class=pool.connection_class, **kwargs)
+        )
 
     def attach(self, mirror: RevocationMirror, records_of: RecordsOf = _no_records) -> None:
         """Keep ``mirror`` current by following the audit stream (when the store was made
@@ -399,7 +416,7 @@ class RedisStore(_Shared):
     def read(self, request: Read) -> Reading | None:
         """The replies to ``request`` in one pipeline, or None when Redis failed."""
         try:
-            pipe = self.client.pipeline(transaction=False)
+            pipe = self._raw.pipeline(transaction=False)
             _queue_read(pipe, request)
             return _reading(request, pipe.execute())
         except (redis.RedisError, OSError) as exc:
@@ -483,7 +500,7 @@ class RedisStore(_Shared):
                         records = self._records_of(ended) if ended else ()
                         if records:
                             client.delete(*records)
-                except (redis.RedisError, OSError) as exc:
+                except Exception as exc:  # a follower never dies: it reloads
                     if self._stop.is_set():
                         break
                     self._follower_failed(exc)
@@ -509,6 +526,8 @@ class RedisStore(_Shared):
                         self.client.client_unblock(self._follower_id)
                 follower.join(0.05)
         self.client.close()
+        if self._raw is not self.client:
+            self._raw.close()
 
 
 class AsyncRedisStore(_Shared):
@@ -546,7 +565,7 @@ class AsyncRedisStore(_Shared):
     async def read(self, request: Read) -> Reading | None:
         """The replies to ``request`` in one pipeline, or None when Redis failed."""
         try:
-            pipe = self.client.pipeline(transaction=False)
+            pipe = self._raw.pipeline(transaction=False)
             _queue_read(pipe, request)
             return _reading(request, await pipe.execute())
         except (redis.RedisError, OSError) as exc:
@@ -620,7 +639,7 @@ class AsyncRedisStore(_Shared):
                         records = self._records_of(ended) if ended else ()
                         if records:
                             await client.delete(*records)
-                except (redis.RedisError, OSError) as exc:
+                except Exception as exc:  # a follower never dies: it reloads
                     self._follower_failed(exc)
                     await asyncio.sleep(1.0)
         finally:
@@ -642,6 +661,8 @@ class AsyncRedisStore(_Shared):
             if follower.done() and not follower.cancelled():
                 follower.exception()  # retrieved: it is logged by the loop otherwise
         await self.client.aclose()
+        if self._raw is not self.client:
+            await self._raw.aclose()
 
 
 def drive(flow: Flow[_T], store: RedisStore | None, verifier: TokenVerifier) -> _T:

@@ -211,18 +211,23 @@ class RequestChecks:
     def answer(
         self, session: KnownSession | None, token: KnownToken | None, checked: Checked | None
     ) -> Verdict:
-        """The verdict given Redis's answer to :meth:`check`'s question (None when Redis
-        failed: then ``LOGOUT_ON_CHECK_ERROR`` decides, but a session the mirror knows
-        is revoked is still taken out)."""
+        """The verdict given Redis's answer to :meth:`check`'s question.
+
+        When Redis failed (``checked`` is None), what the mirror holds still counts: a
+        token it holds is refused and a session it holds is taken out; whatever it could
+        not vouch for is left to ``LOGOUT_ON_CHECK_ERROR`` (``deny``: ``503``)."""
         if checked is None:
             mirror = self._mirror
-            if (
-                session is not None
-                and mirror is not None
-                and mirror.session_revoked(session.member)
-            ):
-                return Verdict(strip=session)
-            return _UNAVAILABLE if self._on_check_error == "deny" else PASS
+            if mirror is None:
+                return PASS
+            checks_token = token is not None and self.tokens
+            if checks_token and token is not None and token.member in mirror.state.tokens:
+                return _REFUSE
+            revoked = session is not None and bool(mirror.session_revoked(session.member))
+            deny = self._on_check_error == "deny"
+            if deny and (checks_token or (session is not None and not revoked)):
+                return _UNAVAILABLE
+            return Verdict(strip=session) if revoked else PASS
         verdict = self._judge(session, token, checked)
         return verdict if isinstance(verdict, Verdict) else PASS
 

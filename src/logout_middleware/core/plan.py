@@ -34,7 +34,7 @@ from typing import Literal
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.http import parse_cookie
 
-from ..config import LogoutConfig
+from ..config import ConfigError, LogoutConfig
 from ..events import EventType, LogoutEvent, Reason, SubjectSource
 from .admission import same_origin, wants_json
 from .checks import KnownSession, RequestChecks
@@ -83,6 +83,10 @@ class LogoutCore:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        if config.everywhere_path and not has_store:
+            raise ConfigError(
+                "LOGOUT_EVERYWHERE_PATH: logging out everywhere needs Redis (LOGOUT_REDIS_URL)"
+            )
         self.config = config
         self.has_store = has_store
         self.keys = RevocationKeys(config)
@@ -361,7 +365,9 @@ class LogoutCore:
         if session is not None and self.has_store and self.checks.due(session):
             self.checks.mark_read(session)
             reading: Reading | None = yield Read(gets=(session.keys[0],))
-            if reading is not None:
+            if reading is None:
+                session.read_at = None  # not read after all: try again next time
+            else:
                 record = read_record(reading.values[0], config)
                 session.subject = record.subject if record else None
                 session.created = record.created if record else None
@@ -393,7 +399,7 @@ class LogoutCore:
             duration = max(0.0, now - session.created)
         elif claims is not None and claims.iat is not None:
             duration = max(0.0, now - claims.iat)
-        sessions_ended = len(ended_hashes) + (session is not None)
+        sessions_ended = len(ended_hashes) + (session is not None) if self.has_store else 0
         event = LogoutEvent(
             id=uuid.uuid4().hex,
             at=datetime.fromtimestamp(now, timezone.utc),
@@ -408,14 +414,16 @@ class LogoutCore:
             user_agent=user_agent,
             redirect=redirect,
             store="disabled",
-            type=_event_type(claims, sessions_ended, token is not None or everywhere),
+            type=_event_type(
+                claims, len(ended_hashes) + (session is not None), token is not None or everywhere
+            ),
             reason=reason,
             subject=subject,
             subject_source=source,
             impersonator=claims.actor if claims is not None else None,
             duration=duration,
             sessions_ended=sessions_ended,
-            tokens_ended=int(revoke_token),
+            tokens_ended=int(revoke_token and self.has_store),
             ended_session_hashes=tuple(ended_hashes),
             not_before=not_before,
         )
@@ -457,7 +465,9 @@ class LogoutCore:
             subject=subject if everywhere else None,
             not_before=not_before,
         )
-        outcome: StoreOutcome = yield ops
+        outcome: StoreOutcome | None = yield ops
+        if outcome is None:  # driven without a store
+            outcome = StoreOutcome("failed", error="no store")
         return Ended(
             replace(
                 event,

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,8 +45,25 @@ def sha256_hex(value: bytes) -> str:
 
 
 def member(hex_digest: str | bytes) -> int:
-    """The mirror's member for a SHA-256 hex digest: its first 64 bits."""
-    return int(hex_digest[:16], 16)
+    """The mirror's member for a SHA-256 hex digest: its first 64 bits.
+
+    :raises ValueError: when ``hex_digest`` does not start with 16 hex digits.
+    """
+    head = hex_digest[:16]
+    if len(head) != 16:
+        raise ValueError("not a SHA-256 hex digest")
+    return int(head, 16)
+
+
+def _members(digests: Iterable[str]) -> list[int]:
+    """The members of the valid SHA-256 hex digests among ``digests``, in order;
+    anything else (a stray key under our prefix, a foreign stream entry) is skipped."""
+    found: list[int] = []
+    for digest in digests:
+        if len(digest) == 64:
+            with contextlib.suppress(ValueError):
+                found.append(member(digest))
+    return found
 
 
 class RevocationKeys:
@@ -88,6 +107,17 @@ def _glob(prefix: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
 
 
+#: How long this process's own revocations survive a reload that did not see them, s.
+RECENT_KEEP = 60.0
+
+
+def _merge(into: MirrorSnapshot, other: MirrorSnapshot) -> None:
+    into.tokens |= other.tokens
+    into.sessions |= other.sessions
+    for at, value in other.not_before.items():
+        into.not_before[at] = max(value, into.not_before.get(at, 0.0))
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
@@ -120,6 +150,9 @@ class RevocationMirror:
         self.state = MirrorSnapshot()
         #: True while the mirror is complete and its follower connected.
         self.live = False
+        # This process's own recent writes, kept across a reload until the stream has
+        # surely delivered them: (time.monotonic(), snapshot holding only them).
+        self._recent: deque[tuple[float, MirrorSnapshot]] = deque()
 
     # -- questions ---------------------------------------------------------------
 
@@ -158,10 +191,11 @@ class RevocationMirror:
     ) -> None:
         """Record revocations this process is about to write (hashes as hex), before its
         transaction is sent: a request that finishes after the write then sees them."""
-        self.state.tokens.update(member(h) for h in tokens)
-        self.state.sessions.update(member(h) for h in sessions)
+        own = MirrorSnapshot(tokens=set(_members(tokens)), sessions=set(_members(sessions)))
         if subject is not None and not_before is not None:
-            self._not_before(self.state, subject, not_before)
+            self._not_before(own, subject, not_before)
+        _merge(self.state, own)
+        self._recent.append((time.monotonic(), own))
 
     # -- following the audit stream --------------------------------------------------
 
@@ -187,17 +221,13 @@ class RevocationMirror:
         """Take in one audit entry (field names bytes or text); return the members of the
         sessions it ended."""
         get = fields.get
-        token_hash = _text(get(b"token_hash") or get("token_hash"))
-        if token_hash:
-            state.tokens.add(member(token_hash))
-        ended = [
-            member(h)
-            for h in (
+        state.tokens.update(_members((_text(get(b"token_hash") or get("token_hash")),)))
+        ended = _members(
+            (
                 _text(get(b"session_id_hash") or get("session_id_hash")),
                 *_text(get(b"ended_sessions") or get("ended_sessions")).split(","),
             )
-            if len(h) == 64
-        ]
+        )
         state.sessions.update(ended)
         subject = _text(get(b"subject") or get("subject"))
         not_before = _text(get(b"not_before") or get("not_before"))
@@ -208,7 +238,13 @@ class RevocationMirror:
 
     def replace(self, snapshot: MirrorSnapshot) -> None:
         """Make ``snapshot`` the whole state and the mirror live; members whose keys
-        expired since the last load are dropped here."""
+        expired since the last load are dropped here. This process's writes of the last
+        :data:`RECENT_KEEP` seconds are kept, whether or not the load saw them."""
+        horizon = time.monotonic() - RECENT_KEEP
+        while self._recent and self._recent[0][0] < horizon:
+            self._recent.popleft()
+        for _at, own in self._recent:
+            _merge(snapshot, own)
         self.state = snapshot
         self.live = True
 
@@ -223,17 +259,19 @@ class RevocationMirror:
         ``(not-before key, value)`` pairs (bytes or text)."""
         keys = self.keys
         start = len(keys.token_prefix)
-        snapshot.tokens.update(member(_text(k)[start:]) for k in tokens)
+        snapshot.tokens.update(_members(_text(k)[start:] for k in tokens))
         start = len(keys.session_prefix)
-        snapshot.sessions.update(member(_text(k)[start:]) for k in sessions)
+        snapshot.sessions.update(_members(_text(k)[start:] for k in sessions))
         start = len(keys.not_before_prefix)
         for key, value in not_before:
+            digest = _text(key)[start:]
             try:
                 found = float(_text(value))
+                at = member(digest) if len(digest) == 64 else None
             except ValueError:
                 continue
-            at = member(_text(key)[start:])
-            snapshot.not_before[at] = max(found, snapshot.not_before.get(at, 0.0))
+            if at is not None:
+                snapshot.not_before[at] = max(found, snapshot.not_before.get(at, 0.0))
 
     @staticmethod
     def _not_before(state: MirrorSnapshot, subject: str, at: float) -> None:

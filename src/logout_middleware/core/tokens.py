@@ -145,7 +145,7 @@ class TokenVerifier:
         self._key: Any = None
         self._jwks: jwt.PyJWKClient | None = None
         self._lock = threading.Lock()
-        self._refreshed = 0.0
+        self._refreshed = float("-inf")
         if config.jwt_key is not None:
             key = config.jwt_key
             self._key = key if key.lstrip().startswith("-----BEGIN") else key.encode()
