@@ -535,7 +535,7 @@ def test_due_and_mark_read() -> None:
         (None, "OPTIONS", False),
         (None, "POST", True),
         (None, "DELETE", True),
-        ("user-1", "POST", False),
+        ("user-1", "POST", True),
         ("user-1", "GET", False),
     ],
     ids=[
@@ -548,11 +548,9 @@ def test_due_and_mark_read() -> None:
         "known-get",
     ],
 )
-def test_due_after_unsafe_request_while_anonymous(
-    subject: str | None, method: str, due: bool
-) -> None:
-    """Read within the minute: due again only for an unsafe request while no subject
-    is known (it may have been the login, in a session whose id was kept)."""
+def test_due_after_unsafe_request(subject: str | None, method: str, due: bool) -> None:
+    """Read within the minute: due again only for an unsafe request (it may have been a
+    login or a switch of user, in a session whose id was kept)."""
     clock = Clock()
     checks, _, _ = make(clock=clock)
     session = checks.session("session=s1")

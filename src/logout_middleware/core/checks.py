@@ -290,12 +290,12 @@ class RequestChecks:
     def due(self, session: KnownSession, method: str = "GET") -> bool:
         """Whether the session's record should be read now to learn its subject: never
         read by this process, or last read :data:`SESSION_REREAD` seconds ago or more, or
-        no subject known yet and the request was not ``GET``/``HEAD``/``OPTIONS`` (it may
-        have been the login, in a session whose id the app did not renew)."""
-        read_at = session.read_at
-        if read_at is None or self._monotonic() - read_at >= SESSION_REREAD:
+        the request was not ``GET``/``HEAD``/``OPTIONS`` (it may have logged a user in or
+        switched users, in a session whose id the app did not renew)."""
+        if method not in _SAFE_METHODS:
             return True
-        return session.subject is None and method not in _SAFE_METHODS
+        read_at = session.read_at
+        return read_at is None or self._monotonic() - read_at >= SESSION_REREAD
 
     def mark_read(self, session: KnownSession) -> None:
         """Record that the session's record was just read."""

@@ -220,18 +220,20 @@ class LogoutCore:
             return
         if not checks.due(session, method):
             return
+        periodic = checks.due(session)
         checks.mark_read(session)
         reading: Reading | None = yield Read(gets=(session.keys[0],))
         if reading is not None:
-            yield from self._learned(session, reading.values[0])
+            yield from self._learned(session, reading.values[0], periodic)
 
-    def _learned(self, session: KnownSession, raw: bytes | None) -> Flow[None]:
-        """Record what the session's record says; index it under its subject."""
+    def _learned(self, session: KnownSession, raw: bytes | None, periodic: bool) -> Flow[None]:
+        """Record what the session's record says; index it under its subject when the
+        subject is new or changed, or on the periodic read (which renews the entry)."""
         record = read_record(raw, self.config)
         previous = session.subject
         session.subject = record.subject if record else None
         session.created = record.created if record else None
-        if session.subject is None:
+        if session.subject is None or (session.subject == previous and not periodic):
             return
         now = self._clock()
         ttl = self.config.session_ttl
@@ -362,7 +364,8 @@ class LogoutCore:
             verified: TokenClaims | None = yield Verify(token)
             if verified is not None:
                 claims = verified
-        if session is not None and self.has_store and self.checks.due(session):
+        # A subject-wide logout acts on the subject of the record as it is now.
+        if session is not None and self.has_store and (everywhere or self.checks.due(session)):
             self.checks.mark_read(session)
             reading: Reading | None = yield Read(gets=(session.keys[0],))
             if reading is None:
