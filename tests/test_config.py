@@ -200,6 +200,10 @@ FROM_ENV_CASES: list[tuple[str, str, str, object]] = [
     ("LOGOUT_JWT_ISSUER", "https://id.example.com", "jwt_issuer", "https://id.example.com"),
     ("LOGOUT_JWT_AUDIENCE", "api,web", "jwt_audience", ("api", "web")),
     ("LOGOUT_JWT_LEEWAY", "5", "jwt_leeway", 5),
+    ("LOGOUT_SCHEME_PARAM", "signout", "scheme_param", "signout"),
+    ("LOGOUT_SESSION_IMPERSONATOR", "hijack_history", "session_impersonator", "hijack_history"),
+    ("LOGOUT_SESSION_ORIGINAL", "impersonation.sid", "session_original", "impersonation.sid"),
+    ("LOGOUT_IMPERSONATION_PATH", "/impersonate/stop", "impersonation_path", "/impersonate/stop"),
 ]
 
 
@@ -419,6 +423,16 @@ INVALID_KWARGS: list[tuple[str, dict[str, Any], str]] = [
         "LOGOUT_JWT_ALGORITHMS",
     ),
     ("jwt-leeway-negative", {"jwt_leeway": -1}, "LOGOUT_JWT_LEEWAY"),
+    ("scheme-param-is-next", {"scheme_param": "next"}, "LOGOUT_SCHEME_PARAM"),
+    ("scheme-param-bad", {"scheme_param": "a b"}, "LOGOUT_SCHEME_PARAM"),
+    ("impersonator-empty-part", {"session_impersonator": "a..b"}, "LOGOUT_SESSION_IMPERSONATOR"),
+    ("original-space", {"session_original": "a b"}, "LOGOUT_SESSION_ORIGINAL"),
+    ("impersonation-path-relative", {"impersonation_path": "stop"}, "LOGOUT_IMPERSONATION_PATH"),
+    (
+        "impersonation-path-is-logout",
+        {"impersonation_path": "/logout"},
+        "LOGOUT_IMPERSONATION_PATH",
+    ),
     ("on-store-error-bad", {"on_store_error": "retry"}, "LOGOUT_ON_STORE_ERROR"),
     ("redis-timeout-zero", {"redis_timeout": 0}, "LOGOUT_REDIS_TIMEOUT"),
     ("cookie-samesite-bad", {"cookie_samesite": "always"}, "LOGOUT_COOKIE_SAMESITE"),

@@ -151,6 +151,8 @@ ENTRY_FIELDS = {
     "tokens_ended",
     "ended_sessions",
     "not_before",
+    "schemes",
+    "restored",
     "store",
 }
 

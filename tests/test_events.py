@@ -50,6 +50,8 @@ def full_event() -> LogoutEvent:
         tokens_ended=1,
         ended_session_hashes=("c" * 64, "d" * 64),
         not_before=1715949045.123456,
+        schemes=("bearer",),
+        restored=True,
     )
 
 
@@ -98,6 +100,8 @@ def test_to_fields_full() -> None:
         "tokens_ended": "1",
         "ended_sessions": f"{'c' * 64},{'d' * 64}",
         "not_before": "1715949045.123456",
+        "schemes": "bearer",
+        "restored": "true",
     }
 
 
@@ -124,6 +128,8 @@ def test_to_fields_absent_values_are_empty() -> None:
         "tokens_ended": "0",
         "ended_sessions": "",
         "not_before": "",
+        "schemes": "session,bearer",
+        "restored": "",
     }
 
 

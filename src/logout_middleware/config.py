@@ -229,6 +229,20 @@ class LogoutConfig:
     #: ``LOGOUT_JWT_LEEWAY``: clock skew allowed on ``exp``/``nbf``/``iat``, seconds; also
     #: added to a revoked JWT's remaining lifetime.
     jwt_leeway: int = 60
+    #: ``LOGOUT_SCHEME_PARAM``: the query or form parameter naming the schemes to sign out
+    #: of (``session``, ``bearer``, comma-separated or repeated); absent: all.
+    scheme_param: str = "scheme"
+    #: ``LOGOUT_SESSION_IMPERSONATOR``: dotted path to who is impersonating, in an
+    #: impersonated session's data (django-hijack: ``hijack_history``, whose last entry
+    #: is used). Unset: session impersonation is not recognised.
+    session_impersonator: str | None = None
+    #: ``LOGOUT_SESSION_ORIGINAL``: dotted path to the impersonator's own session id in the
+    #: impersonated session's data; when that session still exists, is not revoked and
+    #: belongs to the impersonator, ending the impersonation restores it.
+    session_original: str | None = None
+    #: ``LOGOUT_IMPERSONATION_PATH``: a URI that ends an impersonation only (``409`` when
+    #: the request is not impersonating); unset for none.
+    impersonation_path: str | None = None
 
     def __post_init__(self) -> None:
         def set_(name: str, value: object) -> None:
@@ -329,13 +343,18 @@ class LogoutConfig:
                 raise _fail("everywhere_path", f"must be an absolute path, got {path!r}")
             if path == self.path:
                 raise _fail("everywhere_path", "must differ from LOGOUT_PATH")
-        if self.session_subject is not None and not re.fullmatch(
-            r"[^.\s]+(\.[^.\s]+)*", self.session_subject
-        ):
-            raise _fail(
-                "session_subject",
-                f"must be a dotted path such as user.id, got {self.session_subject!r}",
-            )
+        for name in ("session_subject", "session_impersonator", "session_original"):
+            value = getattr(self, name)
+            if value is not None and not re.fullmatch(r"[^.\s]+(\.[^.\s]+)*", value):
+                raise _fail(name, f"must be a dotted path such as user.id, got {value!r}")
+        if self.impersonation_path is not None:
+            path = self.impersonation_path
+            if not _PATH.match(path) or "//" in path:
+                raise _fail("impersonation_path", f"must be an absolute path, got {path!r}")
+            if path in (self.path, self.everywhere_path):
+                raise _fail("impersonation_path", "must differ from the other logout URIs")
+        if not _TOKEN.match(self.scheme_param) or self.scheme_param == self.next_param:
+            raise _fail("scheme_param", f"must be a parameter name, got {self.scheme_param!r}")
         _choice("session_format", self.session_format, SessionFormat)
         if not self.key_prefix:
             raise _fail("key_prefix", "must not be empty")

@@ -108,6 +108,13 @@ class LogoutEvent:
     #: Logging out everywhere: every JWT of the subject with ``iat`` at or before this
     #: time (seconds since the epoch) is refused from now on. None otherwise.
     not_before: float | None = None
+    #: The schemes ended (``session``, ``bearer``; ``LOGOUT_SCHEME_PARAM``): all unless
+    #: the request named some.
+    schemes: tuple[str, ...] = ("session", "bearer")
+    #: Ending a session impersonation: True when the impersonator's own session was
+    #: restored, False when it could not be (missing, revoked, or someone else's) and
+    #: the logout was complete. None when no session impersonation ended.
+    restored: bool | None = None
 
     @property
     def store_ok(self) -> bool:
@@ -143,6 +150,8 @@ class LogoutEvent:
             "tokens_ended": str(self.tokens_ended),
             "ended_sessions": ",".join(self.ended_session_hashes),
             "not_before": "" if self.not_before is None else repr(self.not_before),
+            "schemes": ",".join(self.schemes),
+            "restored": "" if self.restored is None else str(self.restored).lower(),
         }
 
 

@@ -7,11 +7,13 @@ small scanners here exist for the per-request hot path, where only one cookie ma
 
 from __future__ import annotations
 
+from typing import Any
+
 from werkzeug.http import dump_cookie
 
 from ..config import LogoutConfig
 
-__all__ = ["cookie_value", "expire_cookie", "set_cookie_value", "without_cookie"]
+__all__ = ["cookie_value", "expire_cookie", "restore_cookie", "set_cookie_value", "without_cookie"]
 
 
 def cookie_value(header: str, name: str) -> str | None:
@@ -67,20 +69,29 @@ def expire_cookie(name: str, secure: bool, config: LogoutConfig) -> str:
     :param secure: whether the request came over HTTPS (used when
         ``LOGOUT_COOKIE_SECURE`` is ``auto``).
     """
+    return dump_cookie(name, "", max_age=0, expires=0, **_attributes(name, secure, config))
+
+
+def restore_cookie(name: str, value: str, secure: bool, config: LogoutConfig) -> str:
+    """A ``Set-Cookie`` value that sets cookie ``name`` back to ``value`` (an
+    impersonator's own session), with the attributes of :func:`expire_cookie` and no
+    expiry: a browser-session cookie, which the app renews on its next response."""
+    return dump_cookie(name, value, **_attributes(name, secure, config))
+
+
+def _attributes(name: str, secure: bool, config: LogoutConfig) -> dict[str, Any]:
+    """The attributes the app set cookie ``name`` with (``LOGOUT_COOKIE_*``), as
+    ``dump_cookie`` keywords; prefixed names get what browsers require of them."""
     path, domain = config.cookie_path, config.cookie_domain
     want_secure = secure if config.cookie_secure is None else config.cookie_secure
     if name.startswith("__Host-"):
         path, domain, want_secure = "/", None, True
     elif name.startswith("__Secure-") or config.cookie_samesite == "None":
         want_secure = True
-    return dump_cookie(
-        name,
-        "",
-        max_age=0,
-        expires=0,
-        path=path,
-        domain=domain,
-        secure=want_secure,
-        httponly=True,
-        samesite=config.cookie_samesite,
-    )
+    return {
+        "path": path,
+        "domain": domain,
+        "secure": want_secure,
+        "httponly": True,
+        "samesite": config.cookie_samesite,
+    }

@@ -38,12 +38,14 @@ from ..config import ConfigError, LogoutConfig
 from ..events import EventType, LogoutEvent, Reason, SubjectSource
 from .admission import same_origin, wants_json
 from .checks import KnownSession, RequestChecks
-from .cookies import expire_cookie, set_cookie_value, without_cookie
+from .cookies import expire_cookie, restore_cookie, set_cookie_value, without_cookie
+from .forms import request_params
 from .messages import RequestHead, Response, json_response, text_response
 from .ops import Delete, Flow, Index, Read, Reading, StoreOps, StoreOutcome, Verify
-from .redirects import choose_next, next_values
+from .redirects import choose_next
 from .revocation import RevocationKeys, RevocationMirror, sha256_hex
-from .sessions import SessionIds, read_record
+from .schemes import ALL_SCHEMES, Scheme, parse_schemes
+from .sessions import SessionIds, SessionRecord, read_record
 from .tokens import TokenClaims, TokenVerifier, bearer_token, read_claims, token_ttl
 
 __all__ = ["Ended", "LogoutCore", "Route"]
@@ -53,16 +55,20 @@ logger = logging.getLogger("logout_middleware")
 _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 #: Which URI a request is for.
-Route = Literal["logout", "everywhere"]
+Route = Literal["logout", "everywhere", "impersonation"]
 
 
 @dataclass(frozen=True, slots=True)
 class Ended:
-    """The result of ending credentials: the event (complete), and whether a subject-wide
-    logout was refused for want of a trusted subject (then nothing was changed)."""
+    """The result of ending credentials: the event (complete, or None when refused), and
+    why it was refused (then nothing was changed): a subject-wide logout without a trusted
+    subject, or an impersonation-only logout of a request that is not impersonating."""
 
     event: LogoutEvent | None
     no_subject: bool = False
+    not_impersonating: bool = False
+    #: The impersonator's own session, to set the session cookie back to.
+    restore: KnownSession | None = None
 
 
 class LogoutCore:
@@ -104,6 +110,11 @@ class LogoutCore:
         self._routes: dict[str, Route] = {config.path: "logout"}
         if config.everywhere_path:
             self._routes[config.everywhere_path] = "everywhere"
+        if config.impersonation_path:
+            self._routes[config.impersonation_path] = "impersonation"
+        self._impersonation_configured = bool(
+            config.session_impersonator or config.session_original
+        )
         self._methods = frozenset(config.methods)
         self._allowed_hosts = frozenset(config.allowed_hosts)
         self._trusted_origins = frozenset(config.trusted_origins)
@@ -152,6 +163,24 @@ class LogoutCore:
         #: Answer when revocation cannot be checked and ``on_check_error`` is ``deny``.
         self.check_unavailable = text_response(
             503, "Service Unavailable: revocation cannot be checked.\n", ("Retry-After", "5")
+        )
+        self._unknown_scheme = json_response(
+            400,
+            {
+                "error": "unknown_scheme",
+                "error_description": f"{config.scheme_param} names only session and bearer "
+                "(comma-separated or repeated); nothing was changed.",
+            },
+            (("Cache-Control", "no-store"),),
+        )
+        self._not_impersonating = json_response(
+            409,
+            {
+                "error": "not_impersonating",
+                "error_description": "This request does not impersonate anyone; nothing "
+                "was changed.",
+            },
+            (("Cache-Control", "no-store"),),
         )
         self._no_subject = json_response(
             400,
@@ -282,29 +311,32 @@ class LogoutCore:
     def logout(
         self, head: RequestHead, body: bytes, route: Route = "logout"
     ) -> Flow[tuple[Response, LogoutEvent | None]]:
-        """Log out the request's own credentials; at the everywhere URI, then every
-        session and JWT of its subject too.
+        """Log out the request's own credentials (of the schemes it names, all by
+        default); at the everywhere URI, then every session and JWT of its subject too;
+        at the impersonation URI, only what is impersonating.
 
         :param body: the request body as read (empty when :meth:`admit` returned 0).
         :returns: (by ``StopIteration``) the response, and the event (None when the
-            request was refused: ``413``/``400`` for a bad body, ``400`` at the
-            everywhere URI without a trusted subject).
+            request was refused and nothing changed: ``413``/``400`` for a bad body or an
+            unknown scheme, ``400`` at the everywhere URI without a trusted subject,
+            ``409`` at the impersonation URI when not impersonating).
         """
         config = self.config
         if len(body) > config.max_body:
             return self._too_large, None
         try:
-            candidates = next_values(
-                config.next_param, head.query_string, head.content_type, body, config.max_body
-            )
+            params = request_params(head.query_string, head.content_type, body, config.max_body)
         except RequestEntityTooLarge:
             return self._too_large, None
         except ValueError:
             return self.bad_request, None
+        schemes = parse_schemes(v for k, v in params if k == config.scheme_param)
+        if schemes is None:
+            return self._unknown_scheme, None
         redirect = None
         if not wants_json(head.accept):
             redirect = choose_next(
-                candidates,
+                [v for k, v in params if k == config.next_param],
                 host=head.host,
                 scheme=head.scheme,
                 allowed_hosts=self._allowed_hosts,
@@ -320,15 +352,19 @@ class LogoutCore:
             token=token,
             reason="everywhere" if route == "everywhere" else "user_logout",
             everywhere=route == "everywhere",
+            impersonation_only=route == "impersonation",
+            schemes=schemes,
             method=head.method,
             path=head.root_path + self._path_of(route),
             client=head.client,
             user_agent=head.user_agent[:256] or None,
             redirect=redirect,
         )
+        if ended.not_impersonating:
+            return self._not_impersonating, None
         if ended.no_subject or ended.event is None:
             return self._no_subject, None
-        return self._finish(head.scheme == "https", ended.event, route)
+        return self._finish(head.scheme == "https", ended, route)
 
     def end(
         self,
@@ -337,6 +373,8 @@ class LogoutCore:
         token: bytes | None = None,
         subject: str | None = None,
         everywhere: bool = False,
+        impersonation_only: bool = False,
+        schemes: tuple[Scheme, ...] = ALL_SCHEMES,
         reason: Reason = "user_logout",
         method: str = "",
         path: str = "",
@@ -347,14 +385,26 @@ class LogoutCore:
         """End a session and a token, and with ``everywhere`` every session in the
         subject's index and every JWT of the subject issued up to now (its not-before).
 
+        ``schemes`` limits what ends: ``session`` (the session; everywhere: every
+        session of the subject) and ``bearer`` (the token; everywhere: every JWT).
+        With ``impersonation_only``, only credentials that impersonate end: a JWT with an
+        ``act`` claim, a session whose record names an impersonator; when there is
+        neither, nothing changes (:attr:`Ended.not_impersonating`).
+
         The subject is ``subject`` when given (an operator's revocation), else the
         session record's (read now unless this process read it within
-        :data:`~.checks.SESSION_REREAD` seconds), else the JWT's ``sub``. A subject-wide
-        logout takes only a trusted subject: given, from the session, or from a
-        verified JWT; without one it changes nothing (:attr:`Ended.no_subject`).
+        :data:`~.checks.SESSION_REREAD` seconds; always for a subject-wide logout or
+        when impersonation is configured), else the JWT's ``sub``. A subject-wide
+        logout takes only a trusted subject: given, from the session, or from a verified
+        JWT; without one it changes nothing (:attr:`Ended.no_subject`).
 
-        Round trips: the session read when due, the index read with ``everywhere``, and
-        one ``MULTI``/``EXEC`` with every write and the audit entry.
+        Ending an impersonated session whose record names the impersonator's own
+        session (``LOGOUT_SESSION_ORIGINAL``) restores that session when it exists, is
+        not revoked, and belongs to the recorded impersonator (:attr:`Ended.restore`).
+
+        Round trips: the session read when due, the original session's read when
+        restoring, the index read with ``everywhere``, and one ``MULTI``/``EXEC`` with
+        every write and the audit entry.
         """
         config = self.config
         now = self._clock()
@@ -364,8 +414,9 @@ class LogoutCore:
             verified: TokenClaims | None = yield Verify(token)
             if verified is not None:
                 claims = verified
-        # A subject-wide logout acts on the subject of the record as it is now.
-        if session is not None and self.has_store and (everywhere or self.checks.due(session)):
+        record: SessionRecord | None = None
+        fresh = everywhere or self._impersonation_configured
+        if session is not None and self.has_store and (fresh or self.checks.due(session)):
             self.checks.mark_read(session)
             reading: Reading | None = yield Read(gets=(session.keys[0],))
             if reading is None:
@@ -374,6 +425,19 @@ class LogoutCore:
                 record = read_record(reading.values[0], config)
                 session.subject = record.subject if record else None
                 session.created = record.created if record else None
+        session_impersonator = record.impersonator if record is not None else None
+        token_impersonator = claims.actor if claims is not None else None
+        ends_session = session is not None and "session" in schemes
+        ends_token = token is not None and "bearer" in schemes
+        if impersonation_only:
+            ends_session = ends_session and session_impersonator is not None
+            ends_token = ends_token and token_impersonator is not None
+            if not (ends_session or ends_token):
+                return Ended(None, not_impersonating=True)
+            schemes = tuple(
+                s for s in ALL_SCHEMES if (ends_session, ends_token)[ALL_SCHEMES.index(s)]
+            )
+
         session_subject = session.subject if session is not None else None
         source: SubjectSource | None = None
         if subject is not None:
@@ -386,30 +450,46 @@ class LogoutCore:
         if everywhere and source not in ("admin", "session", "jwt"):
             return Ended(None, no_subject=True)
 
+        restore: KnownSession | None = None
+        restored: bool | None = None
+        if ends_session and session_impersonator is not None and self.has_store:
+            restored = False
+            original = record.original if record is not None else None
+            if original is not None and session is not None and original != session.sid:
+                candidate = self.checks.known_session(original)
+                found: Reading | None = yield Read(
+                    gets=(candidate.keys[0], self.keys.session(candidate.hash))
+                )
+                if self._restorable(candidate, found, session_impersonator):
+                    restore, restored = candidate, True
+
         ended_hashes: list[str] = []
-        if everywhere and subject is not None and self.has_store:
+        if everywhere and "session" in schemes and subject is not None and self.has_store:
             index: Reading | None = yield Read(ranges=(self.keys.index(subject),), now=now)
             if index is not None:
                 own = session.hash if session is not None else None
                 ended_hashes = [h for h in index.members[0] if h != own]
 
-        revoke_token = token is not None and config.revoke_tokens
-        token_hash = sha256_hex(token) if token is not None else None
-        ttl = token_ttl(claims, now, config) if token is not None else None
-        not_before = now if everywhere else None
+        revoke_token = ends_token and config.revoke_tokens
+        token_hash = sha256_hex(token) if token is not None and ends_token else None
+        ttl = token_ttl(claims, now, config) if token_hash is not None else None
+        not_before = now if everywhere and "bearer" in schemes else None
         duration = None
-        if session is not None and session.created is not None:
+        if ends_session and session is not None and session.created is not None:
             duration = max(0.0, now - session.created)
-        elif claims is not None and claims.iat is not None:
+        elif ends_token and claims is not None and claims.iat is not None:
             duration = max(0.0, now - claims.iat)
-        sessions_ended = len(ended_hashes) + (session is not None) if self.has_store else 0
+        ended_sessions = len(ended_hashes) + ends_session
+        impersonator = session_impersonator if ends_session else None
+        if impersonator is None and ends_token:
+            impersonator = token_impersonator
         event = LogoutEvent(
             id=uuid.uuid4().hex,
             at=datetime.fromtimestamp(now, timezone.utc),
             method=method,
             path=path,
-            cookies=config.expired_cookies if method else (),
-            session_id_hash=session.hash if session is not None else None,
+            cookies=config.expired_cookies if method and "session" in schemes else (),
+            session_id_hash=session.hash if ends_session and session is not None else None,
             sessions_deleted=0,
             token_hash=token_hash,
             token_ttl=ttl,
@@ -417,18 +497,18 @@ class LogoutCore:
             user_agent=user_agent,
             redirect=redirect,
             store="disabled",
-            type=_event_type(
-                claims, len(ended_hashes) + (session is not None), token is not None or everywhere
-            ),
+            type=_event_type(impersonator, ended_sessions, ends_token or not_before is not None),
             reason=reason,
             subject=subject,
             subject_source=source,
-            impersonator=claims.actor if claims is not None else None,
+            impersonator=impersonator,
             duration=duration,
-            sessions_ended=sessions_ended,
+            sessions_ended=ended_sessions if self.has_store else 0,
             tokens_ended=int(revoke_token and self.has_store),
             ended_session_hashes=tuple(ended_hashes),
             not_before=not_before,
+            schemes=schemes,
+            restored=restored,
         )
         if not self.has_store or self.mirror is None:
             return Ended(event)
@@ -436,9 +516,9 @@ class LogoutCore:
         keys = self.keys
         delete: list[str] = []
         sets: list[tuple[str, str, int]] = []
-        tombstoned = [session.hash] if session is not None else []
+        tombstoned = [session.hash] if ends_session and session is not None else []
         tombstoned += ended_hashes
-        if session is not None:
+        if ends_session and session is not None:
             delete += session.keys
         for digest in ended_hashes:
             known = self.checks.by_member(int(digest[:16], 16))
@@ -447,15 +527,17 @@ class LogoutCore:
         if revoke_token and token_hash is not None and ttl is not None:
             sets.append((keys.token(token_hash), "1", ttl))
         sets += [(keys.session(digest), "1", config.session_ttl) for digest in tombstoned]
-        if everywhere and subject is not None:
+        if not_before is not None and subject is not None:
             sets.append((keys.not_before(subject), repr(now), config.token_max_ttl))
         ops = StoreOps(
             delete=tuple(dict.fromkeys(delete)),
             sets=tuple(sets),
             unindex=((keys.index(session_subject), session.hash),)
-            if session is not None and session_subject is not None
+            if ends_session and session is not None and session_subject is not None
             else (),
-            drop_index=(keys.index(subject),) if everywhere and subject is not None else (),
+            drop_index=(keys.index(subject),)
+            if everywhere and "session" in schemes and subject is not None
+            else (),
             stream=config.events_stream or None,
             maxlen=config.events_maxlen,
             entry=tuple(event.to_fields().items()),
@@ -465,36 +547,57 @@ class LogoutCore:
         self.mirror.add(
             tokens=(token_hash,) if revoke_token and token_hash else (),
             sessions=tombstoned,
-            subject=subject if everywhere else None,
+            subject=subject if not_before is not None else None,
             not_before=not_before,
         )
         outcome: StoreOutcome | None = yield ops
         if outcome is None:  # driven without a store
             outcome = StoreOutcome("failed", error="no store")
-        return Ended(
-            replace(
-                event,
-                store=outcome.status,
-                sessions_deleted=outcome.sessions_deleted,
-                store_error=outcome.error,
-            )
+        done = replace(
+            event,
+            store=outcome.status,
+            sessions_deleted=outcome.sessions_deleted,
+            store_error=outcome.error,
         )
+        return Ended(done, restore=restore if outcome.status == "ok" else None)
 
-    def _finish(
-        self, secure: bool, event: LogoutEvent, route: Route
-    ) -> tuple[Response, LogoutEvent]:
+    def _restorable(
+        self, candidate: KnownSession, found: Reading | None, impersonator: str
+    ) -> bool:
+        """Whether the impersonator's own session may be restored: its record exists,
+        it is not revoked (no tombstone in Redis or in the mirror), and its subject is
+        the recorded impersonator."""
+        if found is None or found.values[1] is not None or self.mirror is None:
+            return False
+        if candidate.member in self.mirror.state.sessions:
+            return False
+        original = read_record(found.values[0], self.config)
+        return original is not None and original.subject == impersonator
+
+    def _finish(self, secure: bool, ended: Ended, route: Route) -> tuple[Response, LogoutEvent]:
         """The response to send, given the completed event.
 
-        Cookies are expired in every case. When the store failed and
-        ``LOGOUT_ON_STORE_ERROR`` is ``fail``, the answer is ``503`` with
-        ``Retry-After``; else ``303`` to the target, or ``200`` JSON for JSON clients
-        (``{"success": true}``, with the counts at the everywhere URI). All carry
-        ``Cache-Control: no-store``.
+        The cookies are expired when the session scheme ended; with a restored
+        impersonator's session, the session cookie is set back to it instead. When the
+        store failed and ``LOGOUT_ON_STORE_ERROR`` is ``fail``, the answer is ``503``
+        with ``Retry-After``; else ``303`` to the target, or ``200`` JSON for JSON
+        clients (``{"success": true}``, with the counts at the everywhere URI and
+        ``restored`` when an impersonation ended). All carry ``Cache-Control:
+        no-store``.
         """
+        event = ended.event
+        assert event is not None  # noqa: S101 (the caller checked)
         headers: list[tuple[str, str]] = [("Cache-Control", "no-store")]
-        headers += self._cookie_headers[secure]
-        if secure:
-            headers += self._clear_site_data
+        if "session" in event.schemes:
+            if ended.restore is not None:
+                name = self.config.session_cookie
+                headers += [h for h in self._cookie_headers[secure] if not _sets(h[1], name)]
+                value = self._ids.cookie_value(ended.restore.sid)
+                headers.append(("Set-Cookie", restore_cookie(name, value, secure, self.config)))
+            else:
+                headers += self._cookie_headers[secure]
+                if secure:
+                    headers += self._clear_site_data
         failed = event.store == "failed" and self.config.on_store_error == "fail"
         if failed:
             event = replace(event, redirect=None)
@@ -514,6 +617,8 @@ class LogoutCore:
                     tokens_ended=event.tokens_ended,
                     not_before=event.not_before,
                 )
+            if event.restored is not None:
+                payload["restored"] = event.restored
             return json_response(200, payload, headers), event
         headers += [("Location", event.redirect), ("Content-Length", "0")]
         return Response(303, tuple(headers)), event
@@ -523,6 +628,8 @@ class LogoutCore:
     def _path_of(self, route: Route) -> str:
         if route == "everywhere" and self.config.everywhere_path:
             return self.config.everywhere_path
+        if route == "impersonation" and self.config.impersonation_path:
+            return self.config.impersonation_path
         return self.config.path
 
     def _confirm_page(self, head: RequestHead, route: Route) -> Response:
@@ -531,9 +638,10 @@ class LogoutCore:
         action = html.escape(head.root_path + self._path_of(route))
         hidden = ""
         try:
-            values = next_values(config.next_param, head.query_string, "", b"", config.max_body)
+            params = request_params(head.query_string, "", b"", config.max_body)
         except ValueError:
-            values = []
+            params = []
+        values = [v for k, v in params if k == config.next_param]
         target = (
             choose_next(
                 values,
@@ -550,11 +658,10 @@ class LogoutCore:
                 f'<input type="hidden" name="{html.escape(config.next_param)}" '
                 f'value="{html.escape(target)}">'
             )
-        question, button = (
-            ("Do you want to log out on every device?", "Log out everywhere")
-            if route == "everywhere"
-            else ("Do you want to log out?", "Log out")
-        )
+        question, button = {
+            "everywhere": ("Do you want to log out on every device?", "Log out everywhere"),
+            "impersonation": ("Do you want to stop impersonating?", "Stop impersonating"),
+        }.get(route, ("Do you want to log out?", "Log out"))
         page = (
             '<!doctype html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -577,10 +684,15 @@ class LogoutCore:
         return Response(200, headers, b"" if head.method == "HEAD" else page)
 
 
-def _event_type(claims: TokenClaims | None, sessions: int, api: bool) -> EventType:
-    """KeyHippo's context types: an impersonation (RFC 8693 ``act``) first, then a
-    session, then an API credential; ``anon_context_end`` when nothing was ended."""
-    if claims is not None and claims.actor is not None:
+def _sets(set_cookie: str, name: str) -> bool:
+    return set_cookie.split("=", 1)[0] == name
+
+
+def _event_type(impersonator: str | None, sessions: int, api: bool) -> EventType:
+    """KeyHippo's context types: an impersonation (an RFC 8693 ``act`` token, or a
+    session naming its impersonator) first, then a session, then an API credential;
+    ``anon_context_end`` when nothing was ended."""
+    if impersonator is not None:
         return "impersonation_end"
     if sessions:
         return "session_end"

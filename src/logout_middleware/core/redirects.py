@@ -7,29 +7,16 @@ and ``nextUri``.
 
 from __future__ import annotations
 
-import io
 import logging
 import re
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
-from werkzeug.formparser import FormDataParser
-from werkzeug.http import parse_options_header
-
-__all__ = [
-    "MAX_FIELDS",
-    "MAX_NEXT_LENGTH",
-    "authority",
-    "choose_next",
-    "is_safe_next",
-    "next_values",
-]
+__all__ = ["MAX_NEXT_LENGTH", "authority", "choose_next", "is_safe_next"]
 
 logger = logging.getLogger("logout_middleware")
 
 #: Longest ``next`` value considered, characters; longer ones fall back to the next URI.
 MAX_NEXT_LENGTH = 2048
-#: Most query or form fields parsed on a logout request.
-MAX_FIELDS = 256
 
 #: Anything but printable ASCII, or a backslash (browsers read ``\\`` as ``/``).
 _UNSAFE_NEXT = re.compile(r"[^\x21-\x7e]|\\")
@@ -116,37 +103,6 @@ def is_safe_next(
     if target == authority(host, scheme):
         return True
     return target in allowed_hosts or hostname in allowed_hosts
-
-
-def next_values(
-    name: str, query_string: str, content_type: str, body: bytes, max_body: int
-) -> list[str]:
-    """Every value of parameter ``name`` in the query string and the form body, in order.
-
-    :param body: a form body (``application/x-www-form-urlencoded`` or
-        ``multipart/form-data``, per ``content_type``), or empty.
-    :param max_body: the most bytes the form may hold.
-    :raises ValueError: on a malformed body or more than :data:`MAX_FIELDS` fields.
-    :raises werkzeug.exceptions.RequestEntityTooLarge: when the form exceeds ``max_body``.
-    """
-    values = [
-        value
-        for key, value in parse_qsl(query_string, keep_blank_values=True, max_num_fields=MAX_FIELDS)
-        if key == name
-    ]
-    if body:
-        mimetype, options = parse_options_header(content_type)
-        parser = FormDataParser(
-            max_form_memory_size=max_body,
-            max_content_length=max_body,
-            max_form_parts=MAX_FIELDS,
-            silent=False,
-        )
-        _, form, files = parser.parse(io.BytesIO(body), mimetype.lower(), len(body), options)
-        for upload in files.values():
-            upload.close()
-        values += form.getlist(name)
-    return values
 
 
 def choose_next(

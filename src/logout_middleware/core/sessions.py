@@ -58,6 +58,12 @@ class SessionIds:
             else None
         )
 
+    def cookie_value(self, sid: str) -> str:
+        """The cookie value that carries session id ``sid`` (signed with a secret)."""
+        if self._signer is None:
+            return sid
+        return self._signer.sign(sid).decode("ascii")
+
     def session_id(self, value: str | None) -> str | None:
         """The session id in cookie ``value``: printable ASCII, at most
         :data:`MAX_SESSION_ID_LENGTH` characters, and with a secret only when its
@@ -121,6 +127,11 @@ class SessionRecord:
     #: When the session began, seconds since the epoch (starsessions'
     #: ``__metadata__.created``), or None.
     created: float | None
+    #: Who is impersonating the subject (``LOGOUT_SESSION_IMPERSONATOR``; of a list, such
+    #: as django-hijack's ``hijack_history``, the last entry), or None.
+    impersonator: str | None = None
+    #: The impersonator's own session id (``LOGOUT_SESSION_ORIGINAL``), or None.
+    original: str | None = None
 
 
 def _at(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -140,13 +151,27 @@ def read_record(raw: bytes | None, config: LogoutConfig) -> SessionRecord | None
     data = decode_record(raw, config.session_format)
     if data is None:
         return None
-    subject = None
-    if config.session_subject:
-        value = _at(data, tuple(config.session_subject.split(".")))
-        if not isinstance(value, bool) and isinstance(value, (str, int)):
-            text = str(value)
-            subject = text if 0 < len(text) <= 1024 else None
     created = _at(data, ("__metadata__", "created"))
     if isinstance(created, bool) or not isinstance(created, (int, float)):
         created = None
-    return SessionRecord(subject=subject, created=float(created) if created is not None else None)
+    original = _text_at(data, config.session_original)
+    return SessionRecord(
+        subject=_text_at(data, config.session_subject),
+        created=float(created) if created is not None else None,
+        impersonator=_text_at(data, config.session_impersonator, last=True),
+        original=original if original is not None and _SESSION_ID.match(original) else None,
+    )
+
+
+def _text_at(data: Mapping[str, Any], path: str | None, *, last: bool = False) -> str | None:
+    """The text (a string or an integer) at dotted ``path``; with ``last``, the last
+    item of a list found there. None when absent, of another type, or over 1024 chars."""
+    if not path:
+        return None
+    value = _at(data, tuple(path.split(".")))
+    if last and isinstance(value, list):
+        value = value[-1] if value else None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value)
+    return text if 0 < len(text) <= 1024 else None
