@@ -24,7 +24,7 @@ STOP = "/impersonate/stop"
 JSON = {"Accept": "application/json"}
 #: django-hijack keeps the impersonators' ids in ``hijack_history`` (the last one acts
 #: now); the app keeps the impersonator's own session id beside it.
-IMPERSONATION = {
+IMPERSONATION: dict[str, Any] = {
     "session_subject": "user",
     "session_impersonator": "hijack_history",
     "session_original": "original_session",
