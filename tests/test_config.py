@@ -204,7 +204,61 @@ FROM_ENV_CASES: list[tuple[str, str, str, object]] = [
     ("LOGOUT_SESSION_IMPERSONATOR", "hijack_history", "session_impersonator", "hijack_history"),
     ("LOGOUT_SESSION_ORIGINAL", "impersonation.sid", "session_original", "impersonation.sid"),
     ("LOGOUT_IMPERSONATION_PATH", "/impersonate/stop", "impersonation_path", "/impersonate/stop"),
+    ("LOGOUT_OIDC_ISSUER", "https://id.example.com", "oidc_issuer", "https://id.example.com"),
+    ("LOGOUT_OIDC_CLIENT_ID", "app", "oidc_client_id", "app"),
+    ("LOGOUT_SESSION_OIDC_SID", "user.sid", "session_oidc_sid", "user.sid"),
+    ("LOGOUT_SESSION_ID_TOKEN", "id_token", "session_id_token", "id_token"),
+    ("LOGOUT_OIDC_END_SESSION", "false", "oidc_end_session", False),
+    ("LOGOUT_BACKCHANNEL_PATH", "/oidc/logout", "backchannel_path", "/oidc/logout"),
 ]
+
+
+@pytest.mark.parametrize(
+    ("settings", "variable"),
+    [
+        ({"backchannel_path": "/oidc/logout"}, "LOGOUT_OIDC_ISSUER"),
+        (
+            {"backchannel_path": "/oidc/logout", "oidc_issuer": "https://id.example.com"},
+            "LOGOUT_OIDC_CLIENT_ID",
+        ),
+        ({"oidc_end_session": True, "oidc_client_id": "app"}, "LOGOUT_OIDC_ISSUER"),
+        ({"oidc_issuer": "ftp://id.example.com"}, "LOGOUT_OIDC_ISSUER"),
+        (
+            {
+                "backchannel_path": "/logout",
+                "oidc_issuer": "https://id.example.com",
+                "oidc_client_id": "app",
+            },
+            "LOGOUT_BACKCHANNEL_PATH",
+        ),
+        ({"session_oidc_sid": "user..sid"}, "LOGOUT_SESSION_OIDC_SID"),
+    ],
+    ids=["no-issuer", "no-client", "end-session-no-issuer", "bad-issuer", "same-path", "bad-path"],
+)
+def test_oidc_settings_checked(settings: dict[str, Any], variable: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{variable}: "):
+        LogoutConfig(**settings)
+
+
+def test_oidc_settings_from_env() -> None:
+    config = LogoutConfig.from_env(
+        {
+            "LOGOUT_BACKCHANNEL_PATH": "/oidc/backchannel-logout",
+            "LOGOUT_OIDC_ISSUER": "http://127.0.0.1:9000",
+            "LOGOUT_OIDC_CLIENT_ID": "app",
+            "LOGOUT_OIDC_END_SESSION": "true",
+        }
+    )
+    assert (config.backchannel_path, config.oidc_end_session) == ("/oidc/backchannel-logout", True)
+
+
+#: Settings a variable cannot go without.
+COMPANIONS = {
+    "LOGOUT_BACKCHANNEL_PATH": {
+        "LOGOUT_OIDC_ISSUER": "https://id.example.com",
+        "LOGOUT_OIDC_CLIENT_ID": "app",
+    }
+}
 
 
 @pytest.mark.parametrize(
@@ -213,7 +267,7 @@ FROM_ENV_CASES: list[tuple[str, str, str, object]] = [
     ids=[f"{v}={raw.strip()}" for v, raw, _, _ in FROM_ENV_CASES],
 )
 def test_from_env_parses(variable: str, raw: str, field: str, expected: object) -> None:
-    config = LogoutConfig.from_env({variable: raw})
+    config = LogoutConfig.from_env({variable: raw, **COMPANIONS.get(variable, {})})
     value = getattr(config, field)
     assert value == expected
     assert type(value) is type(expected)

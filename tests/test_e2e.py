@@ -153,6 +153,8 @@ ENTRY_FIELDS = {
     "not_before",
     "schemes",
     "restored",
+    "oidc_sid_hash",
+    "end_session",
     "store",
 }
 

@@ -52,6 +52,8 @@ def full_event() -> LogoutEvent:
         not_before=1715949045.123456,
         schemes=("bearer",),
         restored=True,
+        oidc_sid_hash="e" * 64,
+        end_session="redirected",
     )
 
 
@@ -102,6 +104,8 @@ def test_to_fields_full() -> None:
         "not_before": "1715949045.123456",
         "schemes": "bearer",
         "restored": "true",
+        "oidc_sid_hash": "e" * 64,
+        "end_session": "redirected",
     }
 
 
@@ -130,6 +134,8 @@ def test_to_fields_absent_values_are_empty() -> None:
         "not_before": "",
         "schemes": "session,bearer",
         "restored": "",
+        "oidc_sid_hash": "",
+        "end_session": "",
     }
 
 

@@ -196,8 +196,9 @@ class LogoutMiddleware:
         body = await _read_body(receive, admitted) if admitted else b""
         if body is None:
             return None
-        response, event = await adrive(core.logout(head, body, route), self.store, core.verifier)
-        if event is not None:
+        flow = core.respond(head, body, route)
+        response, events = await adrive(flow, self.store, core.verifier, core.provider)
+        for event in events:
             await anotify(self.listeners, event)
         return response
 

@@ -243,6 +243,24 @@ class LogoutConfig:
     #: ``LOGOUT_IMPERSONATION_PATH``: a URI that ends an impersonation only (``409`` when
     #: the request is not impersonating); unset for none.
     impersonation_path: str | None = None
+    #: ``LOGOUT_OIDC_ISSUER``: the OpenID provider (``https://id.example.com``); its
+    #: metadata comes from ``/.well-known/openid-configuration`` and its keys from the
+    #: ``jwks_uri`` there, fetched off the event loop and cached.
+    oidc_issuer: str | None = None
+    #: ``LOGOUT_OIDC_CLIENT_ID``: this app's client id at the provider.
+    oidc_client_id: str | None = None
+    #: ``LOGOUT_SESSION_OIDC_SID``: dotted path to the provider's ``sid`` in the session
+    #: data (Authlib's clients keep the ID token's claims at ``user``: ``user.sid``).
+    session_oidc_sid: str | None = None
+    #: ``LOGOUT_SESSION_ID_TOKEN``: dotted path to the raw ID token in the session data,
+    #: sent as ``id_token_hint`` (``id_token`` where the app keeps Authlib's token there).
+    session_id_token: str | None = None
+    #: ``LOGOUT_BACKCHANNEL_PATH``: the URI of the back-channel logout receiver
+    #: (OpenID Connect Back-Channel Logout 1.0), e.g. ``/oidc/backchannel-logout``.
+    backchannel_path: str | None = None
+    #: ``LOGOUT_OIDC_END_SESSION``: after a browser logout, send the browser on to the
+    #: provider's ``end_session_endpoint`` (RP-Initiated Logout 1.0).
+    oidc_end_session: bool = False
 
     def __post_init__(self) -> None:
         def set_(name: str, value: object) -> None:
@@ -353,6 +371,7 @@ class LogoutConfig:
                 raise _fail("impersonation_path", f"must be an absolute path, got {path!r}")
             if path in (self.path, self.everywhere_path):
                 raise _fail("impersonation_path", "must differ from the other logout URIs")
+        self._check_oidc()
         if not _TOKEN.match(self.scheme_param) or self.scheme_param == self.next_param:
             raise _fail("scheme_param", f"must be a parameter name, got {self.scheme_param!r}")
         _choice("session_format", self.session_format, SessionFormat)
@@ -364,6 +383,7 @@ class LogoutConfig:
         }
         for own, prefix in spaces.items():
             for other, name in (
+                (self.key_prefix + "revoked-oidc-sid:", "key_prefix"),
                 (self.key_prefix + "not-before:", "key_prefix"),
                 (self.key_prefix + "sessions-of:", "key_prefix"),
                 (self.events_stream, "events_stream"),
@@ -406,6 +426,31 @@ class LogoutConfig:
                     "must never be used as an HMAC secret",
                 )
         object.__setattr__(self, "jwt_algorithms", tuple(algorithms))
+
+    def _check_oidc(self) -> None:
+        """The checks of the OpenID Connect settings."""
+        for name in ("session_oidc_sid", "session_id_token"):
+            value = getattr(self, name)
+            if value is not None and not re.fullmatch(r"[^.\s]+(\.[^.\s]+)*", value):
+                raise _fail(name, f"must be a dotted path such as user.sid, got {value!r}")
+        if self.oidc_issuer is not None:
+            issuer = self.oidc_issuer.rstrip("/")
+            if not re.match(r"https?://[^\s/?#]+(/[^\s?#]*)?\Z", issuer):
+                raise _fail("oidc_issuer", f"must be an http(s) URL, got {self.oidc_issuer!r}")
+        if self.backchannel_path is not None:
+            path = self.backchannel_path
+            if not _PATH.match(path) or "//" in path:
+                raise _fail("backchannel_path", f"must be an absolute path, got {path!r}")
+            if path in (self.path, self.everywhere_path, self.impersonation_path):
+                raise _fail("backchannel_path", "must differ from the other logout URIs")
+        if self.backchannel_path is not None or self.oidc_end_session:
+            needs = (
+                "LOGOUT_BACKCHANNEL_PATH" if self.backchannel_path else "LOGOUT_OIDC_END_SESSION"
+            )
+            if not self.oidc_issuer:
+                raise _fail("oidc_issuer", f"is needed by {needs}")
+            if not self.oidc_client_id:
+                raise _fail("oidc_client_id", f"is needed by {needs}")
 
     @property
     def expired_cookies(self) -> tuple[str, ...]:

@@ -41,12 +41,13 @@ StoreStatus = Literal["ok", "failed", "disabled"]
 EventType = Literal["session_end", "api_session_end", "impersonation_end", "anon_context_end"]
 #: Why it ended (as Supabase's ``invalidation_reason``): ``user_logout`` (the logout
 #: URI), ``everywhere`` (the everywhere URI), ``admin`` (:func:`logout_middleware.revoke`
-#: or the command line).
-Reason = Literal["user_logout", "everywhere", "admin"]
+#: or the command line), ``backchannel`` (the OpenID provider's back-channel logout).
+Reason = Literal["user_logout", "everywhere", "admin", "backchannel"]
 #: Where the subject came from: ``session`` (the server-side session record), ``jwt``
 #: (a verified bearer JWT), ``jwt_unverified`` (a JWT whose signature was not checked:
-#: a label only), ``admin`` (named by an operator).
-SubjectSource = Literal["session", "jwt", "jwt_unverified", "admin"]
+#: a label only), ``admin`` (named by an operator), ``oidc`` (a validated logout token
+#: from the OpenID provider).
+SubjectSource = Literal["session", "jwt", "jwt_unverified", "admin", "oidc"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,13 @@ class LogoutEvent:
     #: restored, False when it could not be (missing, revoked, or someone else's) and
     #: the logout was complete. None when no session impersonation ended.
     restored: bool | None = None
+    #: SHA-256 of the OpenID provider's issuer and ``sid`` whose JWTs were revoked (a
+    #: back-channel logout by ``sid``), or None.
+    oidc_sid_hash: str | None = None
+    #: RP-initiated logout (``LOGOUT_OIDC_END_SESSION``): ``redirected`` when the browser
+    #: was sent on to the provider's ``end_session_endpoint``, ``unavailable`` when the
+    #: provider could not be reached (the local logout happened all the same); else None.
+    end_session: str | None = None
 
     @property
     def store_ok(self) -> bool:
@@ -152,6 +160,8 @@ class LogoutEvent:
             "not_before": "" if self.not_before is None else repr(self.not_before),
             "schemes": ",".join(self.schemes),
             "restored": "" if self.restored is None else str(self.restored).lower(),
+            "oidc_sid_hash": self.oidc_sid_hash or "",
+            "end_session": self.end_session or "",
         }
 
 

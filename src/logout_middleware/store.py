@@ -50,10 +50,13 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .core.oidc import LogoutTokenError, OIDCProvider
 from .core.ops import (
     Check,
     Checked,
+    Claim,
     Delete,
+    Discover,
     Flow,
     Index,
     Read,
@@ -61,6 +64,7 @@ from .core.ops import (
     StoreOps,
     StoreOutcome,
     Verify,
+    VerifyLogoutToken,
 )
 from .core.revocation import MirrorSnapshot, RevocationMirror
 
@@ -147,9 +151,10 @@ def _queue(pipe: Any, ops: StoreOps, status: str = "ok", elapsed: float = 0.0) -
     if ops.drop_index:
         pipe.delete(*ops.drop_index)
     if ops.stream is not None:
-        pipe.xadd(
-            ops.stream, {**dict(ops.entry), "store": status}, maxlen=ops.maxlen, approximate=True
-        )
+        for entry in (ops.entry, *ops.extra_entries):
+            pipe.xadd(
+                ops.stream, {**dict(entry), "store": status}, maxlen=ops.maxlen, approximate=True
+            )
 
 
 def _queue_all(pipe: Any, ops: StoreOps, late: Sequence[_Late]) -> None:
@@ -202,6 +207,8 @@ def _queue_check(pipe: Any, request: Check) -> None:
         pipe.exists(request.token_key)
     if request.not_before_key is not None:
         pipe.get(request.not_before_key)
+    if request.oidc_sid_key is not None:
+        pipe.exists(request.oidc_sid_key)
 
 
 def _checked(request: Check, results: Sequence[Any]) -> Checked:
@@ -213,7 +220,13 @@ def _checked(request: Check, results: Sequence[Any]) -> Checked:
         raw = next(replies)
         with contextlib.suppress(TypeError, ValueError):
             not_before = float(raw) if raw is not None else 0.0
-    return Checked(session_revoked=session, token_revoked=token, not_before=not_before)
+    oidc_sid = bool(next(replies)) if request.oidc_sid_key is not None else False
+    return Checked(
+        session_revoked=session,
+        token_revoked=token,
+        not_before=not_before,
+        oidc_sid_revoked=oidc_sid,
+    )
 
 
 def _queue_index(pipe: Any, request: Index) -> None:
@@ -433,6 +446,14 @@ class RedisStore(_Shared):
             self._check_failed(exc)
             return None
 
+    def claim(self, request: Claim) -> bool | None:
+        """``SET NX EX``: True when the key was new, False when it existed, None on failure."""
+        try:
+            return bool(self.client.set(request.key, b"1", nx=True, ex=request.ttl))
+        except (redis.RedisError, OSError) as exc:
+            self._check_failed(exc)
+            return None
+
     def index(self, request: Index) -> None:
         """Index a session under its subject; failures are logged."""
         try:
@@ -478,15 +499,16 @@ class RedisStore(_Shared):
                     self._follower_id = _client_id(client)
                     last = _stream_end(client.xrevrange(stream, count=1))
                     snapshot = MirrorSnapshot()
-                    tokens, sessions, not_before = mirror.keys.globs()
                     found = [
                         list(client.scan_iter(match=g, count=LOAD_BATCH))
-                        for g in (tokens, sessions, not_before)
+                        for g in (*mirror.keys.globs(), mirror.keys.oidc_sid_glob())
                     ]
                     values: list[Any] = []
                     for start in range(0, len(found[2]), LOAD_BATCH):
                         values += client.mget(found[2][start : start + LOAD_BATCH])
-                    mirror.load(snapshot, found[0], found[1], zip(found[2], values, strict=True))
+                    mirror.load(
+                        snapshot, found[0], found[1], zip(found[2], values, strict=True), found[3]
+                    )
                     # Revocations made during the SCAN are in the stream after `last`.
                     while reply := client.xread({stream: last}, count=LOAD_BATCH):
                         last, _ = mirror.absorb(reply, last, snapshot)
@@ -582,6 +604,14 @@ class AsyncRedisStore(_Shared):
             self._check_failed(exc)
             return None
 
+    async def claim(self, request: Claim) -> bool | None:
+        """``SET NX EX``: True when the key was new, False when it existed, None on failure."""
+        try:
+            return bool(await self.client.set(request.key, b"1", nx=True, ex=request.ttl))
+        except (redis.RedisError, OSError) as exc:
+            self._check_failed(exc)
+            return None
+
     async def index(self, request: Index) -> None:
         """Index a session under its subject; failures are logged."""
         try:
@@ -621,11 +651,14 @@ class AsyncRedisStore(_Shared):
                 try:
                     last = _stream_end(await client.xrevrange(stream, count=1))
                     snapshot = MirrorSnapshot()
-                    found = [await _scan(client, pattern) for pattern in mirror.keys.globs()]
+                    patterns = (*mirror.keys.globs(), mirror.keys.oidc_sid_glob())
+                    found = [await _scan(client, pattern) for pattern in patterns]
                     values: list[Any] = []
                     for start in range(0, len(found[2]), LOAD_BATCH):
                         values += await client.mget(found[2][start : start + LOAD_BATCH])
-                    mirror.load(snapshot, found[0], found[1], zip(found[2], values, strict=True))
+                    mirror.load(
+                        snapshot, found[0], found[1], zip(found[2], values, strict=True), found[3]
+                    )
                     # Revocations made during the SCAN are in the stream after `last`.
                     while reply := await client.xread({stream: last}, count=LOAD_BATCH):
                         last, _ = mirror.absorb(reply, last, snapshot)
@@ -665,11 +698,30 @@ class AsyncRedisStore(_Shared):
             await self._raw.aclose()
 
 
-def drive(flow: Flow[_T], store: RedisStore | None, verifier: TokenVerifier) -> _T:
+def _provider_call(request: Any, provider: OIDCProvider | None) -> Any:
+    """The answer to a request for the OpenID provider (blocking)."""
+    if provider is None:
+        return (
+            LogoutTokenError("no OpenID provider configured")
+            if isinstance(request, VerifyLogoutToken)
+            else None
+        )
+    if isinstance(request, VerifyLogoutToken):
+        return provider.verify_logout_token(request.token)
+    return provider.end_session_endpoint()
+
+
+def drive(
+    flow: Flow[_T],
+    store: RedisStore | None,
+    verifier: TokenVerifier,
+    provider: OIDCProvider | None = None,
+) -> _T:
     """Run a core flow to its end on a synchronous store; return its result.
 
-    Each request the flow yields is carried out here (a JWT verification, or one Redis
-    round trip) and its result sent back. Without a store, Redis requests get None.
+    Each request the flow yields is carried out here (a JWT verification, a call to the
+    OpenID provider, or one Redis round trip) and its result sent back. Without a store,
+    Redis requests get None.
     """
     result: Any = None
     try:
@@ -677,6 +729,8 @@ def drive(flow: Flow[_T], store: RedisStore | None, verifier: TokenVerifier) -> 
             request = flow.send(result)
             if isinstance(request, Verify):
                 result = verifier.verify(request.token)
+            elif isinstance(request, (VerifyLogoutToken, Discover)):
+                result = _provider_call(request, provider)
             elif store is None:
                 result = None
             elif isinstance(request, StoreOps):
@@ -685,6 +739,8 @@ def drive(flow: Flow[_T], store: RedisStore | None, verifier: TokenVerifier) -> 
                 result = store.read(request)
             elif isinstance(request, Check):
                 result = store.check(request)
+            elif isinstance(request, Claim):
+                result = store.claim(request)
             elif isinstance(request, Index):
                 store.index(request)
                 result = None
@@ -695,9 +751,15 @@ def drive(flow: Flow[_T], store: RedisStore | None, verifier: TokenVerifier) -> 
         return done.value  # type: ignore[no-any-return]
 
 
-async def adrive(flow: Flow[_T], store: AsyncRedisStore | None, verifier: TokenVerifier) -> _T:
+async def adrive(
+    flow: Flow[_T],
+    store: AsyncRedisStore | None,
+    verifier: TokenVerifier,
+    provider: OIDCProvider | None = None,
+) -> _T:
     """:func:`drive` for the asynchronous store; a JWT verification that may fetch a
-    JWKS runs in a worker thread, off the event loop."""
+    JWKS, and every call to the OpenID provider, run in a worker thread, off the event
+    loop."""
     result: Any = None
     try:
         while True:
@@ -707,6 +769,8 @@ async def adrive(flow: Flow[_T], store: AsyncRedisStore | None, verifier: TokenV
                     result = await asyncio.to_thread(verifier.verify, request.token)
                 else:
                     result = verifier.verify(request.token)
+            elif isinstance(request, (VerifyLogoutToken, Discover)):
+                result = await asyncio.to_thread(_provider_call, request, provider)
             elif store is None:
                 result = None
             elif isinstance(request, StoreOps):
@@ -715,6 +779,8 @@ async def adrive(flow: Flow[_T], store: AsyncRedisStore | None, verifier: TokenV
                 result = await store.read(request)
             elif isinstance(request, Check):
                 result = await store.check(request)
+            elif isinstance(request, Claim):
+                result = await store.claim(request)
             elif isinstance(request, Index):
                 await store.index(request)
                 result = None

@@ -171,8 +171,9 @@ class WSGILogoutMiddleware:
                 body = get_input_stream(environ, safe_fallback=True).read(admitted + 1)
             except ClientDisconnected:
                 return core.bad_request
-        response, event = drive(core.logout(head, body, route), self.store, core.verifier)
-        if event is not None:
+        flow = core.respond(head, body, route)
+        response, events = drive(flow, self.store, core.verifier, core.provider)
+        for event in events:
             notify(self.listeners, event)
         return response
 

@@ -29,7 +29,7 @@ from typing import Generic, TypeVar
 from ..config import LogoutConfig
 from .cookies import cookie_value
 from .ops import Check, Checked
-from .revocation import RevocationKeys, RevocationMirror, member, sha256_hex
+from .revocation import RevocationKeys, RevocationMirror, member, oidc_sid_hash, sha256_hex
 from .sessions import SessionIds
 from .tokens import TokenClaims, bearer_token, read_claims
 
@@ -87,6 +87,8 @@ class KnownSession:
     created: float | None = None
     #: ``time.monotonic()`` of the last read of the record; None when never read.
     read_at: float | None = None
+    #: The OpenID provider's ``sid`` from the record's last read, or None.
+    oidc_sid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,8 @@ class KnownToken:
     claims: TokenClaims | None
     #: The mirror's member for the claims' ``sub``, or None without one.
     subject_member: int | None = None
+    #: The hash of the claims' ``iss`` and ``sid`` (the OpenID provider session), or None.
+    oidc_sid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +202,9 @@ class RequestChecks:
                 self._keys.token(digest),
                 claims,
                 member(sha256_hex(subject.encode())) if subject is not None else None,
+                oidc_sid_hash(claims.iss, claims.sid)
+                if claims is not None and claims.iss and claims.sid
+                else None,
             )
         return self._tokens.put(authorization, known)
 
@@ -244,11 +251,19 @@ class RequestChecks:
         not_before: float | None = 0.0
         claims = token.claims if token is not None else None
         subject = claims.sub if claims is not None else None
+        sid_revoked: bool | None = False
         if token is not None:
             token_revoked = False if mirror.token_cleared(token.member) else None
             if token.subject_member is not None:
                 not_before = mirror.not_before_of(token.subject_member)
-        if session_revoked is None or token_revoked is None or not_before is None:
+            if token.oidc_sid is not None:
+                sid_revoked = mirror.oidc_sid_revoked(member(token.oidc_sid))
+        if (
+            session_revoked is None
+            or token_revoked is None
+            or not_before is None
+            or sid_revoked is None
+        ):
             if checked is None:
                 return Check(
                     session_key=self._keys.session(session.hash)
@@ -258,11 +273,17 @@ class RequestChecks:
                     not_before_key=self._keys.not_before(subject)
                     if subject is not None and not_before is None
                     else None,
+                    oidc_sid_key=self._keys.oidc_sid(token.oidc_sid)
+                    if token is not None and token.oidc_sid is not None and sid_revoked is None
+                    else None,
                 )
             session_revoked = session_revoked or checked.session_revoked
             token_revoked = token_revoked or checked.token_revoked
             not_before = not_before or checked.not_before
-        if token is not None and (token_revoked or self._before(claims, not_before or 0.0)):
+            sid_revoked = sid_revoked or checked.oidc_sid_revoked
+        if token is not None and (
+            token_revoked or sid_revoked or self._before(claims, not_before or 0.0)
+        ):
             return _REFUSE
         if session_revoked and session is not None:
             mirror.add(sessions=(session.hash,))

@@ -18,7 +18,9 @@ from ..events import StoreStatus
 __all__ = [
     "Check",
     "Checked",
+    "Claim",
     "Delete",
+    "Discover",
     "Flow",
     "Index",
     "Read",
@@ -26,6 +28,7 @@ __all__ = [
     "StoreOps",
     "StoreOutcome",
     "Verify",
+    "VerifyLogoutToken",
 ]
 
 _T = TypeVar("_T")
@@ -54,6 +57,8 @@ class StoreOps:
     stream: str | None = None
     maxlen: int = 100_000
     entry: tuple[tuple[str, str], ...] = ()
+    #: Further audit entries of the same transaction (one per context ended).
+    extra_entries: tuple[tuple[tuple[str, str], ...], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +104,8 @@ class Check:
     session_key: str | None
     token_key: str | None
     not_before_key: str | None
+    #: The revocation key of the OpenID provider session a JWT names (its ``sid``).
+    oidc_sid_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +115,7 @@ class Checked:
     session_revoked: bool
     token_revoked: bool
     not_before: float
+    oidc_sid_revoked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +140,31 @@ class Delete:
     Result: None (failures are logged, not raised)."""
 
     keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """``SET key 1 NX EX ttl``: record a one-time value (a logout token's ``jti``).
+    Result: True when it was new, False when it was already there, None when Redis
+    failed."""
+
+    key: str
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyLogoutToken:
+    """Validate an OpenID Connect logout token with the provider's keys (may fetch its
+    metadata and JWKS: adapters run it off the event loop). Result:
+    :class:`~.oidc.LogoutTokenClaims` or :class:`~.oidc.LogoutTokenError`."""
+
+    token: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Discover:
+    """The provider's ``end_session_endpoint`` (may fetch its metadata: adapters run it
+    off the event loop). Result: the URL, or None when unknown or unreachable."""
 
 
 @dataclass(frozen=True, slots=True)

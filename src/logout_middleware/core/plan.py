@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -41,9 +42,22 @@ from .checks import KnownSession, RequestChecks
 from .cookies import expire_cookie, restore_cookie, set_cookie_value, without_cookie
 from .forms import request_params
 from .messages import RequestHead, Response, json_response, text_response
-from .ops import Delete, Flow, Index, Read, Reading, StoreOps, StoreOutcome, Verify
+from .oidc import LogoutTokenClaims, LogoutTokenError, OIDCProvider, end_session_url
+from .ops import (
+    Claim,
+    Delete,
+    Discover,
+    Flow,
+    Index,
+    Read,
+    Reading,
+    StoreOps,
+    StoreOutcome,
+    Verify,
+    VerifyLogoutToken,
+)
 from .redirects import choose_next
-from .revocation import RevocationKeys, RevocationMirror, sha256_hex
+from .revocation import RevocationKeys, RevocationMirror, oidc_sid_hash, sha256_hex
 from .schemes import ALL_SCHEMES, Scheme, parse_schemes
 from .sessions import SessionIds, SessionRecord, read_record
 from .tokens import TokenClaims, TokenVerifier, bearer_token, read_claims, token_ttl
@@ -55,7 +69,7 @@ logger = logging.getLogger("logout_middleware")
 _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 #: Which URI a request is for.
-Route = Literal["logout", "everywhere", "impersonation"]
+Route = Literal["logout", "everywhere", "impersonation", "backchannel"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +83,8 @@ class Ended:
     not_impersonating: bool = False
     #: The impersonator's own session, to set the session cookie back to.
     restore: KnownSession | None = None
+    #: The raw ID token from the session record (``LOGOUT_SESSION_ID_TOKEN``), or None.
+    id_token: str | None = None
 
 
 class LogoutCore:
@@ -112,9 +128,20 @@ class LogoutCore:
             self._routes[config.everywhere_path] = "everywhere"
         if config.impersonation_path:
             self._routes[config.impersonation_path] = "impersonation"
+        if config.backchannel_path:
+            self._routes[config.backchannel_path] = "backchannel"
+        if config.backchannel_path and not has_store:
+            raise ConfigError(
+                "LOGOUT_BACKCHANNEL_PATH: back-channel logout needs Redis (LOGOUT_REDIS_URL)"
+            )
+        #: The OpenID provider (``LOGOUT_OIDC_ISSUER``), or None.
+        self.provider = (
+            OIDCProvider(config) if config.oidc_issuer and config.oidc_client_id else None
+        )
         self._impersonation_configured = bool(
             config.session_impersonator or config.session_original
         )
+        self._keeps_id_token = bool(config.oidc_end_session and config.session_id_token)
         self._methods = frozenset(config.methods)
         self._allowed_hosts = frozenset(config.allowed_hosts)
         self._trusted_origins = frozenset(config.trusted_origins)
@@ -181,6 +208,12 @@ class LogoutCore:
                 "was changed.",
             },
             (("Cache-Control", "no-store"),),
+        )
+        self._backchannel_not_allowed = text_response(
+            405, "Method Not Allowed: back-channel logout takes POST.\n", ("Allow", "POST")
+        )
+        self._backchannel_ok = Response(
+            200, (("Cache-Control", "no-store"), ("Content-Length", "0"))
         )
         self._no_subject = json_response(
             400,
@@ -262,6 +295,17 @@ class LogoutCore:
         previous = session.subject
         session.subject = record.subject if record else None
         session.created = record.created if record else None
+        sid = record.oidc_sid if record is not None else None
+        if sid is not None and self.provider is not None and (periodic or sid != session.oidc_sid):
+            now = self._clock()
+            yield Index(
+                key=self.keys.oidc_index(oidc_sid_hash(self.provider.issuer, sid)),
+                member=session.hash,
+                expires_at=now + self.config.session_ttl,
+                now=now,
+                ttl=self.config.session_ttl,
+            )
+        session.oidc_sid = sid
         if session.subject is None or (session.subject == previous and not periodic):
             return
         now = self._clock()
@@ -288,6 +332,8 @@ class LogoutCore:
         for a malformed ``Content-Length``. Adapters read at most the returned number
         plus one byte, so that :meth:`logout` can tell an oversized chunked body.
         """
+        if route == "backchannel":
+            return self._admit_backchannel(head)
         if head.method not in self._methods:
             if head.method in ("GET", "HEAD") and self.config.on_get == "confirm":
                 return self._confirm_page(head, route)
@@ -307,6 +353,154 @@ class LogoutCore:
                 return self._too_large
         mimetype = head.content_type.split(";", 1)[0].strip().lower()
         return self.config.max_body if mimetype in _FORM_TYPES else 0
+
+    def respond(
+        self, head: RequestHead, body: bytes, route: Route
+    ) -> Flow[tuple[Response, tuple[LogoutEvent, ...]]]:
+        """The flow for an admitted request to one of the middleware's URIs: its response
+        and the events to emit (none when it was refused; one per context ended)."""
+        if route == "backchannel":
+            return (yield from self.backchannel(head, body))
+        response, event = yield from self.logout(head, body, route)
+        return response, (event,) if event is not None else ()
+
+    def _admit_backchannel(self, head: RequestHead) -> Response | int:
+        """The back-channel receiver takes a form ``POST`` from the provider: no cookies
+        and no cross-site checks apply (Back-Channel Logout 1.0 section 2.5)."""
+        if head.method != "POST":
+            return self._backchannel_not_allowed
+        mimetype = head.content_type.split(";", 1)[0].strip().lower()
+        if mimetype != "application/x-www-form-urlencoded":
+            return _oidc_error("the request must be application/x-www-form-urlencoded")
+        length = head.content_length.strip()
+        if length and (not length.isdigit() or not length.isascii()):
+            return _oidc_error("malformed Content-Length")
+        if length and int(length) > self.config.max_body:
+            return self._too_large
+        return self.config.max_body
+
+    def backchannel(
+        self, head: RequestHead, body: bytes
+    ) -> Flow[tuple[Response, tuple[LogoutEvent, ...]]]:
+        """Receive a back-channel logout (OpenID Connect Back-Channel Logout 1.0): validate
+        the ``logout_token`` (section 2.6, :func:`~.oidc.check_logout_token`), refuse a
+        ``jti`` seen before (kept in Redis until the token's ``exp``, so across processes
+        and hosts), then end what it names:
+
+        * by ``sid``: every local session signed in with that provider session (its
+          index, built as sessions are read), and every JWT carrying that ``sid``;
+        * by ``sub`` alone: the subject, everywhere (sessions and JWTs).
+
+        One audit entry per ended context, ``reason=backchannel``. Answers (section 2.8):
+        ``200`` with ``Cache-Control: no-store`` (also when nothing was logged in),
+        ``400`` with ``error``/``error_description`` for a bad request or token, ``503``
+        when Redis fails; never ``500``.
+        """
+        config = self.config
+        if len(body) > config.max_body:
+            return self._too_large, ()
+        try:
+            params = request_params("", head.content_type, body, config.max_body)
+        except RequestEntityTooLarge:
+            return self._too_large, ()
+        except ValueError:
+            return _oidc_error("malformed form body"), ()
+        found = [v for k, v in params if k == "logout_token"]
+        if len(found) != 1 or not found[0]:
+            return _oidc_error("send exactly one logout_token"), ()
+        checked: LogoutTokenClaims | LogoutTokenError = yield VerifyLogoutToken(
+            found[0].encode("utf-8", "replace")
+        )
+        if isinstance(checked, LogoutTokenError):
+            logger.info("back-channel logout refused: %s", checked)
+            return _oidc_error(str(checked)), ()
+        now = self._clock()
+        ttl = max(1, int(checked.exp - now) + config.jwt_leeway)
+        fresh: bool | None = yield Claim(self.keys.oidc_jti(checked.iss, checked.jti), ttl)
+        if fresh is None:
+            return self.check_unavailable, ()
+        if not fresh:
+            return _oidc_error("logout_token was already used (its jti was seen)"), ()
+        events = yield from self._end_provider_session(checked, head, now)
+        if any(event.store == "failed" for event in events):
+            return self.check_unavailable, events
+        return self._backchannel_ok, events
+
+    def _end_provider_session(
+        self, claims: LogoutTokenClaims, head: RequestHead, now: float
+    ) -> Flow[tuple[LogoutEvent, ...]]:
+        """End what a valid logout token names, in one transaction."""
+        config, keys = self.config, self.keys
+        sid_hash = oidc_sid_hash(claims.iss, claims.sid) if claims.sid else None
+        index = keys.oidc_index(sid_hash) if sid_hash else keys.index(claims.sub or "")
+        reading: Reading | None = yield Read(ranges=(index,), now=now)
+        hashes = list(reading.members[0]) if reading is not None else []
+        base = LogoutEvent(
+            id="",
+            at=datetime.fromtimestamp(now, timezone.utc),
+            method=head.method,
+            path=head.root_path + (config.backchannel_path or ""),
+            cookies=(),
+            session_id_hash=None,
+            sessions_deleted=0,
+            token_hash=None,
+            token_ttl=None,
+            client=head.client,
+            user_agent=head.user_agent[:256] or None,
+            redirect=None,
+            store="disabled",
+            reason="backchannel",
+            subject=claims.sub,
+            subject_source="oidc" if claims.sub else None,
+        )
+        events = [
+            replace(
+                base, id=uuid.uuid4().hex, type="session_end", session_id_hash=h, sessions_ended=1
+            )
+            for h in hashes
+        ]
+        not_before = None if sid_hash else now
+        events.append(
+            replace(
+                base,
+                id=uuid.uuid4().hex,
+                type="api_session_end",
+                schemes=("bearer",),
+                oidc_sid_hash=sid_hash,
+                not_before=not_before,
+            )
+        )
+        sets = [(keys.session(h), "1", config.session_ttl) for h in hashes]
+        if sid_hash:
+            sets.append((keys.oidc_sid(sid_hash), "1", config.token_max_ttl))
+        elif claims.sub:
+            sets.append((keys.not_before(claims.sub), repr(now), config.token_max_ttl))
+        delete: list[str] = []
+        for digest in hashes:
+            known = self.checks.by_member(int(digest[:16], 16))
+            if known is not None and known.hash == digest:
+                delete += known.keys
+        fields = [tuple(event.to_fields().items()) for event in events]
+        ops = StoreOps(
+            delete=tuple(dict.fromkeys(delete)),
+            sets=tuple(sets),
+            drop_index=(index,),
+            stream=config.events_stream or None,
+            maxlen=config.events_maxlen,
+            entry=fields[0],
+            extra_entries=tuple(fields[1:]),
+        )
+        if self.mirror is not None:
+            self.mirror.add(
+                sessions=hashes,
+                oidc_sids=(sid_hash,) if sid_hash else (),
+                subject=claims.sub if not_before is not None else None,
+                not_before=not_before,
+            )
+        outcome: StoreOutcome | None = yield ops
+        status = outcome.status if outcome is not None else "failed"
+        error = outcome.error if outcome is not None else "no store"
+        return tuple(replace(event, store=status, store_error=error) for event in events)
 
     def logout(
         self, head: RequestHead, body: bytes, route: Route = "logout"
@@ -347,6 +541,10 @@ class LogoutCore:
         cookies = parse_cookie(head.cookie.encode("latin-1", "replace").decode("utf-8", "replace"))
         sid = self._ids.session_id(cookies.get(config.session_cookie))
         token = bearer_token(head.authorization.encode("latin-1", "replace"))
+        endpoint: str | None = None
+        rp_initiated = route == "logout" and config.oidc_end_session and "session" in schemes
+        if rp_initiated:
+            endpoint = yield Discover()
         ended = yield from self.end(
             session_id=sid,
             token=token,
@@ -359,12 +557,25 @@ class LogoutCore:
             client=head.client,
             user_agent=head.user_agent[:256] or None,
             redirect=redirect,
+            end_session=("redirected" if endpoint else "unavailable") if rp_initiated else None,
         )
         if ended.not_impersonating:
             return self._not_impersonating, None
         if ended.no_subject or ended.event is None:
             return self._no_subject, None
-        return self._finish(head.scheme == "https", ended, route)
+        provider_url = None
+        if endpoint is not None and config.oidc_client_id:
+            back = redirect or config.next_uri
+            if back.startswith("/"):
+                back = f"{head.scheme}://{head.host}{back}"
+            provider_url = end_session_url(
+                endpoint,
+                client_id=config.oidc_client_id,
+                id_token_hint=ended.id_token,
+                post_logout_redirect_uri=back,
+                state=secrets.token_urlsafe(16),
+            )
+        return self._finish(head.scheme == "https", ended, route, provider_url)
 
     def end(
         self,
@@ -381,6 +592,7 @@ class LogoutCore:
         client: str | None = None,
         user_agent: str | None = None,
         redirect: str | None = None,
+        end_session: str | None = None,
     ) -> Flow[Ended]:
         """End a session and a token, and with ``everywhere`` every session in the
         subject's index and every JWT of the subject issued up to now (its not-before).
@@ -415,7 +627,7 @@ class LogoutCore:
             if verified is not None:
                 claims = verified
         record: SessionRecord | None = None
-        fresh = everywhere or self._impersonation_configured
+        fresh = everywhere or self._impersonation_configured or self._keeps_id_token
         if session is not None and self.has_store and (fresh or self.checks.due(session)):
             self.checks.mark_read(session)
             reading: Reading | None = yield Read(gets=(session.keys[0],))
@@ -509,9 +721,11 @@ class LogoutCore:
             not_before=not_before,
             schemes=schemes,
             restored=restored,
+            end_session=end_session,
         )
+        id_token = record.id_token if record is not None and ends_session else None
         if not self.has_store or self.mirror is None:
-            return Ended(event)
+            return Ended(event, id_token=id_token)
 
         keys = self.keys
         delete: list[str] = []
@@ -559,7 +773,7 @@ class LogoutCore:
             sessions_deleted=outcome.sessions_deleted,
             store_error=outcome.error,
         )
-        return Ended(done, restore=restore if outcome.status == "ok" else None)
+        return Ended(done, restore=restore if outcome.status == "ok" else None, id_token=id_token)
 
     def _restorable(
         self, candidate: KnownSession, found: Reading | None, impersonator: str
@@ -574,7 +788,9 @@ class LogoutCore:
         original = read_record(found.values[0], self.config)
         return original is not None and original.subject == impersonator
 
-    def _finish(self, secure: bool, ended: Ended, route: Route) -> tuple[Response, LogoutEvent]:
+    def _finish(
+        self, secure: bool, ended: Ended, route: Route, provider_url: str | None = None
+    ) -> tuple[Response, LogoutEvent]:
         """The response to send, given the completed event.
 
         The cookies are expired when the session scheme ended; with a restored
@@ -600,7 +816,7 @@ class LogoutCore:
                     headers += self._clear_site_data
         failed = event.store == "failed" and self.config.on_store_error == "fail"
         if failed:
-            event = replace(event, redirect=None)
+            event = replace(event, redirect=None, end_session=None)
             body: dict[str, object] = {
                 "success": False,
                 "error": "session_store_unavailable",
@@ -619,8 +835,11 @@ class LogoutCore:
                 )
             if event.restored is not None:
                 payload["restored"] = event.restored
+            if provider_url is not None:
+                payload["end_session_url"] = provider_url
             return json_response(200, payload, headers), event
-        headers += [("Location", event.redirect), ("Content-Length", "0")]
+        location = provider_url if provider_url is not None else event.redirect
+        headers += [("Location", location), ("Content-Length", "0")]
         return Response(303, tuple(headers)), event
 
     # -- helpers -------------------------------------------------------------------
@@ -682,6 +901,16 @@ class LogoutCore:
             ("Referrer-Policy", "no-referrer"),
         )
         return Response(200, headers, b"" if head.method == "HEAD" else page)
+
+
+def _oidc_error(description: str) -> Response:
+    """A ``400`` as Back-Channel Logout 1.0 section 2.8 asks: a JSON ``error`` and
+    ``error_description``, not cached."""
+    return json_response(
+        400,
+        {"error": "invalid_request", "error_description": description},
+        (("Cache-Control", "no-store"),),
+    )
 
 
 def _sets(set_cookie: str, name: str) -> bool:

@@ -33,7 +33,14 @@ from typing import Any
 
 from ..config import LogoutConfig
 
-__all__ = ["MirrorSnapshot", "RevocationKeys", "RevocationMirror", "member", "sha256_hex"]
+__all__ = [
+    "MirrorSnapshot",
+    "RevocationKeys",
+    "RevocationMirror",
+    "member",
+    "oidc_sid_hash",
+    "sha256_hex",
+]
 
 
 def sha256_hex(value: bytes) -> str:
@@ -42,6 +49,12 @@ def sha256_hex(value: bytes) -> str:
     How session ids, tokens and subjects appear in keys, events and logs: never raw.
     """
     return hashlib.sha256(value).hexdigest()
+
+
+def oidc_sid_hash(issuer: str, sid: str) -> str:
+    """How a provider session is named in keys and events: SHA-256 of its issuer and
+    ``sid`` (a ``sid`` is unique per issuer only)."""
+    return sha256_hex(f"{issuer.rstrip('/')}\x00{sid}".encode())
 
 
 def member(hex_digest: str | bytes) -> int:
@@ -77,6 +90,9 @@ class RevocationKeys:
         self.session_prefix = config.key_prefix + "revoked-session:"
         self.not_before_prefix = config.key_prefix + "not-before:"
         self.index_prefix = config.key_prefix + "sessions-of:"
+        self.oidc_sid_prefix = config.key_prefix + "revoked-oidc-sid:"
+        self.oidc_index_prefix = config.key_prefix + "sessions-of-oidc-sid:"
+        self.oidc_jti_prefix = config.key_prefix + "oidc-jti:"
 
     def token(self, token_hash: str) -> str:
         """The denylist key of a token, by its SHA-256 hex."""
@@ -93,6 +109,23 @@ class RevocationKeys:
     def index(self, subject: str) -> str:
         """The session index (sorted set) of a subject."""
         return self.index_prefix + sha256_hex(subject.encode())
+
+    def oidc_sid(self, sid_hash: str) -> str:
+        """The revocation key of an OpenID provider session (:func:`oidc_sid_hash`): JWTs
+        carrying that ``sid`` are refused."""
+        return self.oidc_sid_prefix + sid_hash
+
+    def oidc_index(self, sid_hash: str) -> str:
+        """The index (sorted set) of the local sessions signed in with a provider session."""
+        return self.oidc_index_prefix + sid_hash
+
+    def oidc_jti(self, issuer: str, jti: str) -> str:
+        """The key that records a logout token's ``jti`` until its ``exp``."""
+        return self.oidc_jti_prefix + sha256_hex(f"{issuer}\x00{jti}".encode())
+
+    def oidc_sid_glob(self) -> str:
+        """``SCAN MATCH`` pattern for the revoked provider sessions."""
+        return _glob(self.oidc_sid_prefix)
 
     def globs(self) -> tuple[str, str, str]:
         """``SCAN MATCH`` patterns for the denylist, the tombstones and the not-befores."""
@@ -114,6 +147,7 @@ RECENT_KEEP = 60.0
 def _merge(into: MirrorSnapshot, other: MirrorSnapshot) -> None:
     into.tokens |= other.tokens
     into.sessions |= other.sessions
+    into.oidc_sids |= other.oidc_sids
     for at, value in other.not_before.items():
         into.not_before[at] = max(value, into.not_before.get(at, 0.0))
 
@@ -131,6 +165,8 @@ class MirrorSnapshot:
     tokens: set[int] = field(default_factory=set)
     sessions: set[int] = field(default_factory=set)
     not_before: dict[int, float] = field(default_factory=dict)
+    #: Revoked OpenID provider sessions (:func:`oidc_sid_hash`).
+    oidc_sids: set[int] = field(default_factory=set)
 
 
 class RevocationMirror:
@@ -167,6 +203,13 @@ class RevocationMirror:
             return True
         return False if self.live else None
 
+    def oidc_sid_revoked(self, sid_member: int) -> bool | None:
+        """Whether a provider session is revoked (True, False), or None when only Redis
+        can say."""
+        if sid_member in self.state.oidc_sids:
+            return True
+        return False if self.live else None
+
     def not_before(self, subject: str) -> float | None:
         """The subject's not-before time (0.0 when it has none), or None when only Redis
         can say."""
@@ -188,10 +231,15 @@ class RevocationMirror:
         sessions: Iterable[str] = (),
         subject: str | None = None,
         not_before: float | None = None,
+        oidc_sids: Iterable[str] = (),
     ) -> None:
         """Record revocations this process is about to write (hashes as hex), before its
         transaction is sent: a request that finishes after the write then sees them."""
-        own = MirrorSnapshot(tokens=set(_members(tokens)), sessions=set(_members(sessions)))
+        own = MirrorSnapshot(
+            tokens=set(_members(tokens)),
+            sessions=set(_members(sessions)),
+            oidc_sids=set(_members(oidc_sids)),
+        )
         if subject is not None and not_before is not None:
             self._not_before(own, subject, not_before)
         _merge(self.state, own)
@@ -229,6 +277,7 @@ class RevocationMirror:
             )
         )
         state.sessions.update(ended)
+        state.oidc_sids.update(_members((_text(get(b"oidc_sid_hash") or get("oidc_sid_hash")),)))
         subject = _text(get(b"subject") or get("subject"))
         not_before = _text(get(b"not_before") or get("not_before"))
         if subject and not_before:
@@ -254,10 +303,14 @@ class RevocationMirror:
         tokens: Iterable[Any],
         sessions: Iterable[Any],
         not_before: Iterable[tuple[Any, Any]],
+        oidc_sids: Iterable[Any] = (),
     ) -> None:
-        """Add ``SCAN`` results to ``snapshot``: denylist and tombstone keys, and
-        ``(not-before key, value)`` pairs (bytes or text)."""
+        """Add ``SCAN`` results to ``snapshot``: denylist and tombstone keys,
+        ``(not-before key, value)`` pairs, and revoked provider session keys (bytes or
+        text)."""
         keys = self.keys
+        start = len(keys.oidc_sid_prefix)
+        snapshot.oidc_sids.update(_members(_text(k)[start:] for k in oidc_sids))
         start = len(keys.token_prefix)
         snapshot.tokens.update(_members(_text(k)[start:] for k in tokens))
         start = len(keys.session_prefix)

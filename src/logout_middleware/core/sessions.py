@@ -132,6 +132,10 @@ class SessionRecord:
     impersonator: str | None = None
     #: The impersonator's own session id (``LOGOUT_SESSION_ORIGINAL``), or None.
     original: str | None = None
+    #: The OpenID provider's session id (``LOGOUT_SESSION_OIDC_SID``), or None.
+    oidc_sid: str | None = None
+    #: The raw ID token (``LOGOUT_SESSION_ID_TOKEN``), or None.
+    id_token: str | None = None
 
 
 def _at(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -160,12 +164,17 @@ def read_record(raw: bytes | None, config: LogoutConfig) -> SessionRecord | None
         created=float(created) if created is not None else None,
         impersonator=_text_at(data, config.session_impersonator, last=True),
         original=original if original is not None and _SESSION_ID.match(original) else None,
+        oidc_sid=_text_at(data, config.session_oidc_sid),
+        id_token=_text_at(data, config.session_id_token, limit=16384),
     )
 
 
-def _text_at(data: Mapping[str, Any], path: str | None, *, last: bool = False) -> str | None:
+def _text_at(
+    data: Mapping[str, Any], path: str | None, *, last: bool = False, limit: int = 1024
+) -> str | None:
     """The text (a string or an integer) at dotted ``path``; with ``last``, the last
-    item of a list found there. None when absent, of another type, or over 1024 chars."""
+    item of a list found there. None when absent, of another type, or over ``limit``
+    characters."""
     if not path:
         return None
     value = _at(data, tuple(path.split(".")))
@@ -174,4 +183,4 @@ def _text_at(data: Mapping[str, Any], path: str | None, *, last: bool = False) -
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
     text = str(value)
-    return text if 0 < len(text) <= 1024 else None
+    return text if 0 < len(text) <= limit else None

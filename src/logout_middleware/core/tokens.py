@@ -26,6 +26,7 @@ from ..config import LogoutConfig
 __all__ = [
     "JWKS_COOLDOWN",
     "MAX_TOKEN_LENGTH",
+    "JwksKeys",
     "TokenClaims",
     "TokenVerifier",
     "bearer_token",
@@ -74,6 +75,8 @@ class TokenClaims:
     actor: str | None
     #: Whether the signature and registered claims were checked.
     verified: bool
+    #: ``iss``: who issued it, as text.
+    iss: str | None = None
 
 
 def _text(value: object) -> str | None:
@@ -100,6 +103,7 @@ def _claims(payload: dict[str, Any], verified: bool) -> TokenClaims:
         jti=_text(payload.get("jti")),
         actor=_text(act.get("sub")) if isinstance(act, dict) else None,
         verified=verified,
+        iss=_text(payload.get("iss")),
     )
 
 
@@ -125,17 +129,59 @@ def token_ttl(claims: TokenClaims | None, now: float, config: LogoutConfig) -> i
     return max(1, min(ttl, config.token_max_ttl))
 
 
+class JwksKeys:
+    """The signing keys at a JWKS URL (RFC 7517), through PyJWT's ``PyJWKClient``: kept
+    :data:`JWKS_LIFESPAN` seconds, and fetched again for an unknown ``kid`` at most once
+    every :data:`JWKS_COOLDOWN` seconds (so forged ``kid``s cannot make us hammer the
+    issuer). Blocks while it fetches; thread-safe.
+
+    :param url: the JWKS URL.
+    :param timeout: seconds to wait for the issuer.
+    """
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self._client = jwt.PyJWKClient(
+            url, cache_keys=False, lifespan=JWKS_LIFESPAN, timeout=int(max(1, timeout))
+        )
+        self._lock = threading.Lock()
+        self._refreshed = float("-inf")
+
+    def key_for(self, token: bytes) -> Any:
+        """The key for the token's ``kid`` (any key when it names none), or None when
+        there is none or the JWKS cannot be fetched (logged).
+
+        :raises jwt.DecodeError: when the token's header cannot be read.
+        """
+        kid = jwt.get_unverified_header(token).get("kid")
+        with self._lock:
+            try:
+                key = self._find(self._client.get_jwk_set(), kid)
+                now = time.monotonic()
+                if key is None and now - self._refreshed >= JWKS_COOLDOWN:
+                    self._refreshed = now
+                    key = self._find(self._client.get_jwk_set(refresh=True), kid)
+            except jwt.PyJWKClientError as exc:
+                logger.warning("JWKS unavailable: %s", exc)
+                return None
+        return key
+
+    @staticmethod
+    def _find(keys: jwt.PyJWKSet, kid: object) -> Any:
+        for jwk in keys.keys:
+            if kid is None or jwk.key_id == kid:
+                return jwk.key
+        return None
+
+
 class TokenVerifier:
-    """Checks JWTs with ``LOGOUT_JWT_KEY`` or the keys at ``LOGOUT_JWKS_URL``.
+    """Checks JWTs with ``LOGOUT_JWT_KEY`` or the keys at ``LOGOUT_JWKS_URL``
+    (:class:`JwksKeys`).
 
     Only ``LOGOUT_JWT_ALGORITHMS`` are accepted, never ``none``; ``iss`` and ``aud`` are
     checked when ``LOGOUT_JWT_ISSUER`` and ``LOGOUT_JWT_AUDIENCE`` are set, ``exp`` and
     ``nbf`` when present, each with ``LOGOUT_JWT_LEEWAY`` seconds of skew (RFC 7519
-    section 4.1). JWKS keys are fetched with PyJWT's ``PyJWKClient``, kept
-    :data:`JWKS_LIFESPAN` seconds, and fetched again for an unknown ``kid`` at most once
-    every :data:`JWKS_COOLDOWN` seconds (so forged ``kid``s cannot make us hammer the
-    provider). :meth:`verify` blocks while it fetches: the ASGI adapter runs it in a
-    worker thread when :attr:`fetches` is True.
+    section 4.1). :meth:`verify` blocks while it fetches a JWKS: the ASGI adapter runs it
+    in a worker thread when :attr:`fetches` is True.
 
     :param config: the settings; :attr:`enabled` is False without a key or JWKS URL.
     """
@@ -143,19 +189,12 @@ class TokenVerifier:
     def __init__(self, config: LogoutConfig) -> None:
         self._config = config
         self._key: Any = None
-        self._jwks: jwt.PyJWKClient | None = None
-        self._lock = threading.Lock()
-        self._refreshed = float("-inf")
+        self._jwks: JwksKeys | None = None
         if config.jwt_key is not None:
             key = config.jwt_key
             self._key = key if key.lstrip().startswith("-----BEGIN") else key.encode()
         elif config.jwks_url is not None:
-            self._jwks = jwt.PyJWKClient(
-                config.jwks_url,
-                cache_keys=False,
-                lifespan=JWKS_LIFESPAN,
-                timeout=int(max(1, config.redis_timeout * 5)),
-            )
+            self._jwks = JwksKeys(config.jwks_url, config.redis_timeout * 5)
         #: Whether any key is configured (else every token is unverified).
         self.enabled = self._key is not None or self._jwks is not None
         #: Whether :meth:`verify` may fetch over the network.
@@ -169,7 +208,7 @@ class TokenVerifier:
             return None
         config = self._config
         try:
-            key = self._key if self._key is not None else self._jwks_key(token)
+            key = self._key if self._jwks is None else self._jwks.key_for(token)
             if key is None:
                 return None
             payload = jwt.decode(
@@ -185,28 +224,3 @@ class TokenVerifier:
             logger.info("bearer token not verified: %s", type(exc).__name__)
             return None
         return _claims(payload, verified=True)
-
-    def _jwks_key(self, token: bytes) -> Any:
-        """The JWKS key for the token's ``kid``, fetching again (with the cool-down) when
-        it is unknown; None when there is none."""
-        if self._jwks is None:
-            return None
-        kid = jwt.get_unverified_header(token).get("kid")
-        with self._lock:
-            try:
-                key = self._find(self._jwks.get_jwk_set(), kid)
-                now = time.monotonic()
-                if key is None and now - self._refreshed >= JWKS_COOLDOWN:
-                    self._refreshed = now
-                    key = self._find(self._jwks.get_jwk_set(refresh=True), kid)
-            except jwt.PyJWKClientError as exc:
-                logger.warning("JWKS unavailable: %s", exc)
-                return None
-        return key
-
-    @staticmethod
-    def _find(keys: jwt.PyJWKSet, kid: object) -> Any:
-        for jwk in keys.keys:
-            if kid is None or jwk.key_id == kid:
-                return jwk.key
-        return None
