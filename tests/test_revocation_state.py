@@ -409,3 +409,24 @@ def test_login_in_an_anonymous_session_is_learned_at_once(
         h.request("POST", "/login", headers=cookie(SID))
         assert index_members(redis_client, "ann") == set()
         assert index_members(redis_client, "bob") == {sha(SID)}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_get_that_saves_an_anonymous_session_is_learned_at_once(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """An OpenID Connect callback logs the user in with a GET: when the response to a
+    safe request sets the cookie of a session read as anonymous, it is read again."""
+    redis_client.set(f"session:{SID}", msgspec.msgpack.encode({"state": "x"}))
+    with harness(kind, redis_url, session_subject="user") as h:
+        h.request("GET", "/login", headers=cookie(SID))
+        redis_client.set(f"session:{SID}", record("ann"))  # what the callback saves
+        h.request("GET", "/other", headers=cookie(SID))  # sets no cookie: not read
+        assert index_members(redis_client, "ann") == set()
+        h.seen.set_cookie = f"session={SID}; Path=/; HttpOnly"
+        h.request("GET", "/auth/callback", headers=cookie(SID))
+        assert wait_for(lambda: index_members(redis_client, "ann") == {sha(SID)})
+        # Known now: a response setting the cookie again costs no read.
+        before = calls(redis_client).get("get", 0)
+        h.request("GET", "/page", headers=cookie(SID))
+        assert calls(redis_client).get("get", 0) == before

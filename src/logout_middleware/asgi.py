@@ -142,15 +142,19 @@ class LogoutMiddleware:
             return
         if verdict.strip is not None:
             scope, send = self._without_session(scope, send)
+        saved: list[bool] = []
+        if session is not None and checks.anonymous(session):
+            send = _watching(send, checks.sets_session_cookie, saved)
         await self.app(scope, receive, send)
         if session is not None:
             method = scope.get("method", "GET")
-            if core.unsettled(session, method):
-                await self._settle(session, method)
+            if core.unsettled(session, method, bool(saved)):
+                await self._settle(session, method, bool(saved))
 
-    async def _settle(self, session: KnownSession, method: str) -> None:
+    async def _settle(self, session: KnownSession, method: str, saved: bool) -> None:
         try:
-            await adrive(self.core.settle(session, method), self.store, self.core.verifier)
+            flow = self.core.settle(session, method, saved)
+            await adrive(flow, self.store, self.core.verifier)
         except Exception:
             logger.exception("session bookkeeping failed")
 
@@ -201,6 +205,23 @@ class LogoutMiddleware:
         for event in events:
             await anotify(self.listeners, event)
         return response
+
+
+def _watching(send: Send, sets_cookie: Callable[[list[str]], bool], saved: list[bool]) -> Send:
+    """``send``, noting in ``saved`` whether the response sets the session cookie."""
+
+    async def watching_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            found = [
+                v.decode("latin-1")
+                for k, v in message.get("headers", ())
+                if k.lower() == b"set-cookie"
+            ]
+            if sets_cookie(found):
+                saved.append(True)
+        await send(message)
+
+    return watching_send
 
 
 def _head(scope: Scope) -> RequestHead:

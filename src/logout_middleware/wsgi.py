@@ -17,7 +17,7 @@ state), as in the ASGI face.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -111,15 +111,18 @@ class WSGILogoutMiddleware:
             return _send(start_response, core.check_unavailable)
         if verdict.strip is not None:
             environ, start_response = self._without_session(environ, start_response)
+        saved: list[bool] = []
+        if session is not None and checks.anonymous(session):
+            start_response = _watching(start_response, checks.sets_session_cookie, saved)
         result = self.app(environ, start_response)
         method = environ.get("REQUEST_METHOD", "GET")
-        if session is not None and core.unsettled(session, method):
-            self._settle(session, method)
+        if session is not None and core.unsettled(session, method, bool(saved)):
+            self._settle(session, method, bool(saved))
         return result
 
-    def _settle(self, session: KnownSession, method: str) -> None:
+    def _settle(self, session: KnownSession, method: str, saved: bool) -> None:
         try:
-            drive(self.core.settle(session, method), self.store, self.core.verifier)
+            drive(self.core.settle(session, method, saved), self.store, self.core.verifier)
         except Exception:
             logger.exception("session bookkeeping failed")
 
@@ -176,6 +179,22 @@ class WSGILogoutMiddleware:
         for event in events:
             notify(self.listeners, event)
         return response
+
+
+def _watching(
+    start_response: StartResponse, sets_cookie: Callable[[list[str]], bool], saved: list[bool]
+) -> StartResponse:
+    """``start_response``, noting in ``saved`` whether the response sets the session
+    cookie."""
+
+    def watching_start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Any:
+        if sets_cookie([v for k, v in headers if k.lower() == "set-cookie"]):
+            saved.append(True)
+        return start_response(status, headers, exc_info)
+
+    return watching_start_response
 
 
 def _head(environ: WSGIEnvironment) -> RequestHead:

@@ -22,12 +22,12 @@ if a late save re-created it, deleted.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from ..config import LogoutConfig
-from .cookies import cookie_value
+from .cookies import cookie_value, set_cookie_value
 from .ops import Check, Checked
 from .revocation import RevocationKeys, RevocationMirror, member, oidc_sid_hash, sha256_hex
 from .sessions import SessionIds
@@ -308,15 +308,27 @@ class RequestChecks:
         mirror = self._mirror
         return mirror is not None and session.member in mirror.state.sessions
 
-    def due(self, session: KnownSession, method: str = "GET") -> bool:
+    def due(self, session: KnownSession, method: str = "GET", saved: bool = False) -> bool:
         """Whether the session's record should be read now to learn its subject: never
         read by this process, or last read :data:`SESSION_REREAD` seconds ago or more, or
-        the request was not ``GET``/``HEAD``/``OPTIONS`` (it may have logged a user in or
-        switched users, in a session whose id the app did not renew)."""
-        if method not in _SAFE_METHODS:
+        the request was not ``GET``/``HEAD``/``OPTIONS``, or (``saved``) the app set the
+        session cookie while no subject was known: each may have logged a user in or
+        switched users in a session whose id the app did not renew (an OpenID Connect
+        callback is a ``GET``)."""
+        if method not in _SAFE_METHODS or saved:
             return True
         read_at = session.read_at
         return read_at is None or self._monotonic() - read_at >= SESSION_REREAD
+
+    def anonymous(self, session: KnownSession) -> bool:
+        """Whether the session was read and named no subject: the adapters then watch
+        the response for the session cookie (:meth:`due`'s ``saved``)."""
+        return session.read_at is not None and session.subject is None
+
+    def sets_session_cookie(self, set_cookies: Iterable[str]) -> bool:
+        """Whether any of the response's ``Set-Cookie`` values sets the session cookie."""
+        name = self._cookie
+        return any(set_cookie_value(value, name) for value in set_cookies)
 
     def mark_read(self, session: KnownSession) -> None:
         """Record that the session's record was just read."""

@@ -261,12 +261,13 @@ class LogoutCore:
                 found += known.keys
         return tuple(found)
 
-    def unsettled(self, session: KnownSession, method: str) -> bool:
+    def unsettled(self, session: KnownSession, method: str, saved: bool = False) -> bool:
         """Whether :meth:`settle` has anything to do for ``session`` after a request with
-        ``method`` (cheap: adapters skip the flow when it has not)."""
-        return self.checks.revoked_since(session) or self.checks.due(session, method)
+        ``method`` (cheap: adapters skip the flow when it has not); ``saved``: the
+        response set the session cookie of an anonymous session."""
+        return self.checks.revoked_since(session) or self.checks.due(session, method, saved)
 
-    def settle(self, session: KnownSession, method: str = "GET") -> Flow[None]:
+    def settle(self, session: KnownSession, method: str = "GET", saved: bool = False) -> Flow[None]:
         """After the app answered a request with ``session``: delete its record when the
         session was revoked meanwhile (a late save re-created it), else read the record
         when due (:meth:`~.checks.RequestChecks.due`) to learn its subject, and index the
@@ -280,7 +281,7 @@ class LogoutCore:
         if checks.revoked_since(session):
             yield Delete(session.keys)
             return
-        if not checks.due(session, method):
+        if not checks.due(session, method, saved):
             return
         periodic = checks.due(session)
         checks.mark_read(session)
@@ -435,6 +436,9 @@ class LogoutCore:
         index = keys.oidc_index(sid_hash) if sid_hash else keys.index(claims.sub or "")
         reading: Reading | None = yield Read(ranges=(index,), now=now)
         hashes = list(reading.members[0]) if reading is not None else []
+        if self.mirror is not None:  # already ended here (a logout that went on to the provider)
+            ended = self.mirror.state.sessions
+            hashes = [h for h in hashes if int(h[:16], 16) not in ended]
         base = LogoutEvent(
             id="",
             at=datetime.fromtimestamp(now, timezone.utc),
@@ -637,6 +641,7 @@ class LogoutCore:
                 record = read_record(reading.values[0], config)
                 session.subject = record.subject if record else None
                 session.created = record.created if record else None
+                session.oidc_sid = record.oidc_sid if record else None
         session_impersonator = record.impersonator if record is not None else None
         token_impersonator = claims.actor if claims is not None else None
         ends_session = session is not None and "session" in schemes
@@ -743,12 +748,17 @@ class LogoutCore:
         sets += [(keys.session(digest), "1", config.session_ttl) for digest in tombstoned]
         if not_before is not None and subject is not None:
             sets.append((keys.not_before(subject), repr(now), config.token_max_ttl))
+        unindex: list[tuple[str, str]] = []
+        if ends_session and session is not None:
+            if session_subject is not None:
+                unindex.append((keys.index(session_subject), session.hash))
+            if session.oidc_sid is not None and self.provider is not None:
+                sid_key = keys.oidc_index(oidc_sid_hash(self.provider.issuer, session.oidc_sid))
+                unindex.append((sid_key, session.hash))
         ops = StoreOps(
             delete=tuple(dict.fromkeys(delete)),
             sets=tuple(sets),
-            unindex=((keys.index(session_subject), session.hash),)
-            if ends_session and session is not None and session_subject is not None
-            else (),
+            unindex=tuple(unindex),
             drop_index=(keys.index(subject),)
             if everywhere and "session" in schemes and subject is not None
             else (),
