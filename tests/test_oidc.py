@@ -358,3 +358,33 @@ def test_backchannel_takes_no_cross_site_check() -> None:
         sec_fetch_site="cross-site",
     )
     assert isinstance(core.admit(head, "backchannel"), int)
+
+
+# -- RP-initiated logout when the provider cannot be reached ---------------------------------
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_unreachable_provider_still_logs_out_locally(kind: Any, redis_url: str) -> None:
+    """The local logout happens, the user lands on the local next URI, and the event
+    says the provider could not be reached."""
+    from logout_middleware.testing import free_port
+
+    from .harness import harness
+
+    events: list[Any] = []
+    with harness(
+        kind,
+        redis_url,
+        on_logout=events.append,
+        oidc_issuer=f"http://127.0.0.1:{free_port()}",
+        oidc_client_id=CLIENT,
+        oidc_end_session=True,
+        redis_timeout=0.5,
+    ) as h:
+        reply = h.post_logout("/logout?next=/bye", headers={"Cookie": "session=s-1"})
+    assert reply.status == 303
+    assert reply.header("location") == "/bye"
+    assert any(c.startswith("session=;") for c in reply.set_cookies)
+    (event,) = events
+    assert event.end_session == "unavailable"
+    assert event.store == "ok"
