@@ -1,17 +1,20 @@
-"""A real OpenID Provider for tests: node-oidc-provider 9 (tests/oidc/provider.mjs), and
-helpers that drive it with httpx the way a browser would. No pytest in here.
+"""A real OpenID Provider for tests: node-oidc-provider 9 (tests/oidc/provider.mjs), the
+apps of tests/adoption_apps/oidc_*.py as its clients, and helpers that drive them with
+httpx the way a browser would.
 
 Set-up and life cycle::
 
-    if ensure_node_modules() is None:          # npm ci in tests/oidc, once
-        pytest.skip(node_missing_reason())
-    url = app_base_url()                       # http://127.0.0.1:<free port>
-    client = client_metadata("flask-app", url)
-    with oidc_provider([client]) as provider:  # issuer http://127.0.0.1:<free port>
-        env = oidc_app_env(provider, client, url, redis_url, {"LOGOUT_...": ...})
-        with serve_oidc_app("flask", url, env), httpx.Client(timeout=10) as browser:
-            page = sign_in(browser, url, login="alice")    # "Logged in as alice."
-            end_session_at_provider(browser, provider)     # back-channels every client
+    from tests.oidc_provider import node_modules  # the fixture: npm ci in tests/oidc, once
+
+    @pytest.mark.usefixtures("node_modules")  # skipped when node or npm is absent
+    def test_...(redis_url, redis_client):
+        app = planned_app("flask")  # http://127.0.0.1:<free port>, and client metadata
+        with running([app], redis_url) as run:  # the provider, the app and a browser
+            record = signed_in_record(run.browser, app, run.provider, redis_client)
+            end_session_at_provider(run.browser, run.provider)  # back-channels every client
+
+Lower down: ``oidc_provider([client])`` (issuer ``http://127.0.0.1:<free port>``),
+``oidc_app_env`` and ``serve_oidc_app("flask", url, env)``, ``sign_in(browser, url)``.
 
 The provider has devInteractions (any login name, any password; the name becomes
 ``sub``), back-channel logout and RP-initiated logout (``/session/end``), a fresh RS256
@@ -19,7 +22,7 @@ key and in-memory state per start. It sends back-channel requests to loopback ta
 only. Browser and provider share one httpx cookie jar, and cookies ignore ports: the
 provider's (``_interaction``, ``_session``, ...) never clash with an app's ``session``,
 but two apps on one host would share their ``session`` cookie, so serve apps that one
-browser visits on different loopback hosts (``app_base_url("127.0.0.2")``).
+browser visits on different loopback hosts (``planned_app("flask", "127.0.0.2")``).
 """
 
 from __future__ import annotations
@@ -32,20 +35,31 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+import msgspec
+import pytest
+import redis
 
-from logout_middleware.testing import free_port, stop_process
+from logout_middleware.testing import free_port
+from tests.servers import (
+    REQUEST_TIMEOUT,
+    SESSION_COOKIE,
+    START_TIMEOUT,
+    Server,
+    answers,
+    app_env,
+    serve,
+    uvicorn,
+    waitress,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 #: The npm package holding the provider (package.json, package-lock.json, provider.mjs).
 OIDC_DIR = Path(__file__).resolve().parent / "oidc"
 PROVIDER_SCRIPT = OIDC_DIR / "provider.mjs"
@@ -53,24 +67,32 @@ PROVIDER_SCRIPT = OIDC_DIR / "provider.mjs"
 STAMP_NAME = ".logout-middleware-lock.sha256"
 #: Longest ``npm ci`` may take, seconds.
 NPM_CI_TIMEOUT = 300.0
-#: Longest the provider or an app may take to start, seconds.
-START_TIMEOUT = 30.0
 #: The back-channel receiver's path used by :func:`client_metadata` unless told.
 DEFAULT_BACKCHANNEL_PATH = "/oidc/backchannel-logout"
 #: The callback path of tests/adoption_apps/oidc_*.py.
 CALLBACK_PATH = "/auth/callback"
 #: Most forms :func:`sign_in` fills in (login and consent, with room to spare).
 MAX_FORMS = 5
+#: The ``events`` claim of a logout token names this event.
+BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 Framework = Literal["flask", "fastapi"]
+FRAMEWORKS: tuple[Framework, ...] = ("flask", "fastapi")
+#: Where each app keeps a session in Redis, ``{sid}`` standing for the cookie's value.
+SESSION_KEYS: dict[Framework, str] = {"flask": "session:{sid}", "fastapi": "starsessions.{sid}"}
 
 __all__ = [
+    "BACKCHANNEL_EVENT",
     "CALLBACK_PATH",
     "DEFAULT_BACKCHANNEL_PATH",
+    "FRAMEWORKS",
+    "SESSION_KEYS",
+    "App",
     "Form",
     "Framework",
     "Provider",
     "ProviderError",
+    "Running",
     "SignInError",
     "app_base_url",
     "client_metadata",
@@ -78,11 +100,16 @@ __all__ = [
     "end_session_at_provider",
     "ensure_node_modules",
     "node_missing_reason",
+    "node_modules",
     "oidc_app_env",
     "oidc_provider",
+    "planned_app",
     "read_forms",
+    "running",
     "serve_oidc_app",
+    "session_record",
     "sign_in",
+    "signed_in_record",
 ]
 
 
@@ -168,65 +195,55 @@ def ensure_node_modules(*, timeout: float = NPM_CI_TIMEOUT) -> Path | None:
     return modules
 
 
+@pytest.fixture(scope="session")
+def node_modules() -> Path:
+    """tests/oidc/node_modules, installed by ``npm ci`` when missing or stale; skips
+    the test when node or npm is absent. A test module uses it by importing it."""
+    found = ensure_node_modules()
+    if found is None:
+        pytest.skip(node_missing_reason() or "node_modules unavailable")
+    return found
+
+
 # -- running ---------------------------------------------------------------------------
 
 
 @dataclass
 class Provider:
-    """A running provider (see :func:`oidc_provider`)."""
+    """A running provider (see :func:`oidc_provider`) and its URLs."""
 
-    #: ``http://127.0.0.1:<port>``, no trailing slash.
-    issuer: str
-    port: int
     #: The client metadata it was started with.
     clients: list[dict[str, Any]]
-    process: subprocess.Popen[bytes] = field(repr=False)
-    log: IO[bytes] = field(repr=False)
+    server: Server = field(repr=False)
+    #: ``http://127.0.0.1:<port>``, no trailing slash.
+    issuer: str = field(init=False)
+    #: ``<issuer>/.well-known/openid-configuration``.
+    discovery_url: str = field(init=False)
+    #: ``<issuer>/session/end`` (RP-initiated logout; confirm at ``/session/end/confirm``).
+    end_session_endpoint: str = field(init=False)
+    #: ``<issuer>/jwks``: the public RS256 key signing ID and logout tokens.
+    jwks_uri: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.issuer = self.server.url
+        self.discovery_url = f"{self.issuer}/.well-known/openid-configuration"
+        self.end_session_endpoint = f"{self.issuer}/session/end"
+        self.jwks_uri = f"{self.issuer}/jwks"
 
     @property
-    def discovery_url(self) -> str:
-        """``<issuer>/.well-known/openid-configuration``."""
-        return f"{self.issuer}/.well-known/openid-configuration"
-
-    @property
-    def authorization_endpoint(self) -> str:
-        """``<issuer>/auth``."""
-        return f"{self.issuer}/auth"
-
-    @property
-    def end_session_endpoint(self) -> str:
-        """``<issuer>/session/end`` (RP-initiated logout; confirm at ``/session/end/confirm``)."""
-        return f"{self.issuer}/session/end"
-
-    @property
-    def jwks_uri(self) -> str:
-        """``<issuer>/jwks``: the public RS256 key signing ID and logout tokens."""
-        return f"{self.issuer}/jwks"
+    def process(self) -> subprocess.Popen[bytes]:
+        """The ``node`` process."""
+        return self.server.process
 
     def output(self) -> str:
         """What the provider printed so far (stdout and stderr; back-channel outcomes are
         logged there as ``backchannel.success`` / ``backchannel.error`` lines). Only inside
         the :func:`oidc_provider` context: the log is removed on exit."""
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read().decode("utf-8", "replace")
-
-    def stop(self) -> None:
-        """Stop the provider (SIGTERM, then SIGKILL after 5 s); safe to call twice."""
-        stop_process(self.process)
+        return self.server.output()
 
 
-def _wait_ready(process: subprocess.Popen[bytes], log: IO[bytes], timeout: float) -> str:
-    """``ready``, ``exited`` or ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        log.seek(0)
-        if any(line.startswith(b"READY ") for line in log.read().splitlines()):
-            return "ready"
-        if process.poll() is not None:
-            return "exited"
-        time.sleep(0.05)
-    return "timeout"
+def _printed_ready(server: Server) -> bool:
+    return any(line.startswith("READY ") for line in server.output().splitlines())
 
 
 @contextlib.contextmanager
@@ -238,40 +255,28 @@ def oidc_provider(
     The process is always stopped on exit, also when the body raises.
 
     :raises ProviderError: when node/npm are missing, ``npm ci`` fails, or the provider
-        does not get ready within ``timeout`` seconds (three tries on fresh ports).
+        does not get ready within ``timeout`` seconds (three tries on fresh ports when
+        one was taken).
     """
     if ensure_node_modules() is None:
         raise ProviderError(node_missing_reason() or "node_modules unavailable")
     node = shutil.which("node") or "node"
     listed = [dict(client) for client in clients]
-    output = ""
-    outcome = "exited"
-    for _attempt in range(3):
-        port = free_port()
-        env = {**os.environ, "OIDC_PORT": str(port), "OIDC_CLIENTS": json.dumps(listed)}
-        with tempfile.TemporaryFile() as log:
-            process = subprocess.Popen(
-                [node, str(PROVIDER_SCRIPT)],
-                cwd=OIDC_DIR,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                outcome = _wait_ready(process, log, timeout)
-                if outcome == "ready":
-                    provider = Provider(f"http://127.0.0.1:{port}", port, listed, process, log)
-                    yield provider
-                    return
-            finally:
-                stop_process(process)
-            log.seek(0)
-            output = log.read().decode("utf-8", "replace")[-3000:]
-        if outcome == "timeout" or "EADDRINUSE" not in output:
-            break
-    why = "exited" if outcome == "exited" else f"was not ready within {timeout:g} s"
-    raise ProviderError(f"the OpenID provider {why}. Its output:\n{output}")
+
+    def env(port: int) -> dict[str, str]:
+        return {**os.environ, "OIDC_PORT": str(port), "OIDC_CLIENTS": json.dumps(listed)}
+
+    with serve(
+        "OpenID provider",
+        lambda _port: [node, str(PROVIDER_SCRIPT)],
+        env,
+        ready=_printed_ready,
+        cwd=OIDC_DIR,
+        timeout=timeout,
+        retry=lambda output: "EADDRINUSE" in output,
+        error=ProviderError,
+    ) as server:
+        yield Provider(listed, server)
 
 
 def client_metadata(
@@ -299,31 +304,6 @@ def client_metadata(
     }
 
 
-def oidc_app_env(
-    provider: Provider,
-    client: Mapping[str, Any],
-    app_base_url: str,
-    redis_url: str,
-    logout: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """The environment of an app of tests/adoption_apps/oidc_*.py: this one without its
-    ``LOGOUT_*`` variables, plus ``OIDC_ISSUER``, ``OIDC_CLIENT_ID``,
-    ``OIDC_CLIENT_SECRET``, ``REDIS_URL``, ``APP_BASE_URL``, and ``logout`` (the
-    middleware's ``LOGOUT_*`` settings)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGOUT_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(
-        OIDC_ISSUER=provider.issuer,
-        OIDC_CLIENT_ID=str(client["client_id"]),
-        OIDC_CLIENT_SECRET=str(client["client_secret"]),
-        REDIS_URL=redis_url,
-        APP_BASE_URL=app_base_url.rstrip("/"),
-    )
-    env.update(logout or {})
-    return env
-
-
 def app_base_url(host: str = "127.0.0.1") -> str:
     """``http://<host>:<free port>``: where to serve an app, chosen before the provider
     starts (its client metadata names the app's URLs). Apps sharing a browser should get
@@ -332,58 +312,153 @@ def app_base_url(host: str = "127.0.0.1") -> str:
     return f"http://{host}:{free_port()}"
 
 
-def _app_command(framework: Framework, host: str, port: int) -> list[str]:
-    if framework == "flask":
-        target = "tests.adoption_apps.oidc_flask:app"
-        return [sys.executable, "-m", "waitress", f"--host={host}", f"--port={port}", target]
-    target = "tests.adoption_apps.oidc_fastapi:app"
-    return [
-        *(sys.executable, "-m", "uvicorn", target),
-        *("--host", host, "--port", str(port), "--log-level", "warning"),
-    ]
+@dataclass(frozen=True)
+class App:
+    """One app of tests/adoption_apps/oidc_*.py: where it is served, and its client at
+    the provider."""
+
+    framework: Framework
+    url: str
+    client: dict[str, Any]
+
+    @property
+    def client_id(self) -> str:
+        """The app's client id at the provider."""
+        return str(self.client["client_id"])
+
+    @property
+    def host(self) -> str:
+        """The loopback host it is served on (the cookie jar's domain for it)."""
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def receiver(self) -> str:
+        """The URL of its back-channel logout receiver."""
+        return self.url + DEFAULT_BACKCHANNEL_PATH
+
+
+def planned_app(
+    framework: Framework,
+    host: str = "127.0.0.1",
+    backchannel_logout_uri: str | None = None,
+    post_logout_paths: Sequence[str] = ("/",),
+) -> App:
+    """An app's URL (:func:`app_base_url`) and client metadata (client id
+    ``<framework>-app``, post-logout redirect URIs at ``post_logout_paths``), chosen
+    before the provider starts."""
+    url = app_base_url(host)
+    client = client_metadata(
+        f"{framework}-app",
+        url,
+        backchannel_logout_uri=backchannel_logout_uri,
+        post_logout_redirect_uris=[url + path for path in post_logout_paths],
+    )
+    return App(framework, url, client)
+
+
+def oidc_app_env(
+    provider: Provider, app: App, redis_url: str, logout: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of ``app`` (see :func:`tests.servers.app_env`): its
+    ``OIDC_ISSUER``, ``OIDC_CLIENT_ID``, ``OIDC_CLIENT_SECRET`` and ``APP_BASE_URL``; the
+    middleware's ``LOGOUT_REDIS_URL`` and ``LOGOUT_SESSION_KEYS`` (where the app keeps
+    its sessions), and ``logout`` (more ``LOGOUT_*`` settings)."""
+    return app_env(
+        redis_url,
+        OIDC_ISSUER=provider.issuer,
+        OIDC_CLIENT_ID=app.client_id,
+        OIDC_CLIENT_SECRET=str(app.client["client_secret"]),
+        APP_BASE_URL=app.url.rstrip("/"),
+        LOGOUT_SESSION_KEYS=SESSION_KEYS[app.framework],
+        **(logout or {}),
+    )
+
+
+#: The server of each framework's app, by target.
+_TARGETS: dict[Framework, str] = {
+    "flask": "tests.adoption_apps.oidc_flask:app",
+    "fastapi": "tests.adoption_apps.oidc_fastapi:app",
+}
+
+
+def serve_oidc_app(
+    framework: Framework,
+    url: str,
+    env: Mapping[str, str],
+    *options: str,
+    ready: Callable[[Server], bool] = answers,
+    timeout: float = START_TIMEOUT,
+) -> contextlib.AbstractContextManager[Server]:
+    """Serve tests/adoption_apps/oidc_flask.py under waitress or oidc_fastapi.py under
+    uvicorn (with ``options``, such as ``--workers 2``) at ``url``
+    (``http://<loopback host>:<port>``, from :func:`app_base_url`: the URL the
+    provider's client metadata names); yield the server once ``ready(server)`` (``GET
+    /`` answers). The server is always stopped on exit.
+
+    :raises ProviderError: when it exits or is not ready within ``timeout`` seconds.
+    """
+    parts = urlsplit(url.rstrip("/"))
+    if parts.hostname is None or parts.port is None:
+        raise ValueError(f"not http://<host>:<port>: {url!r}")
+    command = waitress if framework == "flask" else uvicorn
+    return serve(
+        f"{framework} app",
+        command(_TARGETS[framework], *options, host=parts.hostname),
+        env,
+        host=parts.hostname,
+        port=parts.port,
+        ready=ready,
+        timeout=timeout,
+        error=ProviderError,
+    )
+
+
+@dataclass
+class Running:
+    """The provider and its apps, served (see :func:`running`), and a browser."""
+
+    provider: Provider
+    #: A browser: one cookie jar for the provider and every app.
+    browser: httpx.Client
+    stack: contextlib.ExitStack = field(repr=False)
+
+    def client(self) -> httpx.Client:
+        """Another HTTP client (another browser, or the provider's back channel), closed
+        when the apps stop."""
+        return self.stack.enter_context(httpx.Client(timeout=REQUEST_TIMEOUT))
 
 
 @contextlib.contextmanager
-def serve_oidc_app(
-    framework: Framework, url: str, env: Mapping[str, str], *, timeout: float = START_TIMEOUT
-) -> Iterator[str]:
-    """Serve tests/adoption_apps/oidc_flask.py under waitress or oidc_fastapi.py under
-    uvicorn at ``url`` (``http://<loopback host>:<port>``, from :func:`app_base_url`: the
-    URL the provider's client metadata names); yield it once ``GET /`` answers. The
-    server is always stopped on exit.
+def running(
+    apps: Sequence[App],
+    redis_url: str,
+    logout: Callable[[App, Provider], Mapping[str, str]] | None = None,
+) -> Iterator[Running]:
+    """Start a provider whose clients are ``apps``, serve each app (its environment from
+    :func:`oidc_app_env`, ``logout(app, provider)`` adding ``LOGOUT_*`` settings), and
+    open a browser; everything is stopped and closed on exit."""
+    with contextlib.ExitStack() as stack:
+        provider = stack.enter_context(oidc_provider([app.client for app in apps]))
+        for app in apps:
+            env = oidc_app_env(provider, app, redis_url, logout and logout(app, provider))
+            served = stack.enter_context(serve_oidc_app(app.framework, app.url, env))
+            assert served.url == app.url
+        browser = stack.enter_context(httpx.Client(timeout=REQUEST_TIMEOUT))
+        yield Running(provider, browser, stack)
 
-    :raises ProviderError: when it exits or does not answer within ``timeout`` seconds.
-    """
-    url = url.rstrip("/")
-    parts = urlsplit(url)
-    if parts.hostname is None or parts.port is None:
-        raise ValueError(f"not http://<host>:<port>: {url!r}")
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            _app_command(framework, parts.hostname, parts.port),
-            cwd=ROOT,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + timeout
-            up = False
-            while not up and time.monotonic() < deadline and process.poll() is None:
-                try:
-                    httpx.get(url + "/", timeout=2.0)
-                    up = True
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            if up:
-                yield url
-                return
-        finally:
-            stop_process(process)
-        log.seek(0)
-        output = log.read().decode("utf-8", "replace")[-3000:]
-    raise ProviderError(f"the {framework} app did not answer at {url}. Its output:\n{output}")
+
+def session_record(
+    redis_client: redis.Redis, framework: Framework, session_id: str
+) -> dict[str, Any] | None:
+    """The session record of an app, decoded (Flask-Session: msgpack; starsessions:
+    JSON), or None when there is none."""
+    raw = redis_client.get(SESSION_KEYS[framework].format(sid=session_id))
+    if raw is None:
+        return None
+    assert isinstance(raw, bytes)
+    decoded = msgspec.msgpack.decode(raw) if framework == "flask" else json.loads(raw)
+    assert isinstance(decoded, dict)
+    return decoded
 
 
 # -- a browser, scripted ---------------------------------------------------------------
@@ -508,3 +583,34 @@ def end_session_at_provider(client: httpx.Client, provider: Provider) -> httpx.R
     """
     page = client.get(provider.end_session_endpoint, follow_redirects=True)
     return confirm_logout(client, page)
+
+
+def signed_in_record(
+    browser: httpx.Client,
+    app: App,
+    provider: Provider,
+    redis_client: redis.Redis,
+    login: str = "alice",
+) -> tuple[str, dict[str, Any]]:
+    """Sign ``login`` in to ``app`` (:func:`sign_in`) and check what a browser sees (the
+    app's ``/`` saying ``Logged in as <login>.``, a ``session`` cookie) and what the app
+    keeps (a record whose ``user`` has the ID token's ``sub``, ``aud``, ``iss`` and the
+    provider's ``sid``, and whose ``id_token`` is a string).
+
+    :returns: the session id (the cookie's value) and the record.
+    """
+    page = sign_in(browser, app.url, login)
+    assert page.text == f"Logged in as {login}.\n"
+    assert urlsplit(str(page.url)).path == "/"
+    session_id = browser.cookies.get(SESSION_COOKIE, domain=app.host)
+    assert session_id, "no session cookie"
+    record = session_record(redis_client, app.framework, session_id)
+    assert record is not None, "no session record in Redis"
+    user = record["user"]
+    assert user["sub"] == login
+    assert user["aud"] == app.client_id
+    assert user["iss"] == provider.issuer
+    assert isinstance(user.get("sid"), str)
+    assert user["sid"]
+    assert isinstance(record.get("id_token"), str)
+    return session_id, record

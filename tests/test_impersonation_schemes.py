@@ -4,24 +4,31 @@ schemes, every test on both adapters against a real Redis."""
 
 from __future__ import annotations
 
-import hashlib
 import time
-from typing import Any, cast
+from typing import Any
 
-import jwt
-import msgspec
 import pytest
 import redis
 from itsdangerous import Signer
 
 from .harness import KINDS, Kind, Reply, harness
+from .servers import (
+    ACCEPT_JSON,
+    EVENTS_STREAM,
+    EVERYWHERE_PATH,
+    EVERYWHERE_SETTINGS,
+    JWT_KEY,
+    audit_entries,
+    flask_session_record,
+    hs256_token,
+    not_before_key,
+    token_key,
+    tombstone_key,
+)
 
-SECRET = "jwt-secret-for-tests-0123456789abcdef"
 SID = "sess-customer-1a"
 ORIGINAL = "sess-support-2b"
-EVERYWHERE = "/logout/everywhere"
 STOP = "/impersonate/stop"
-JSON = {"Accept": "application/json"}
 #: django-hijack keeps the impersonators' ids in ``hijack_history`` (the last one acts
 #: now); the app keeps the impersonator's own session id beside it.
 IMPERSONATION: dict[str, Any] = {
@@ -32,22 +39,8 @@ IMPERSONATION: dict[str, Any] = {
 }
 
 
-def sha(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
-def record(user: str, **extra: Any) -> bytes:
-    return msgspec.msgpack.encode({"user": user, **extra})
-
-
 def impersonated(by: str = "support", original: str = ORIGINAL) -> bytes:
-    return record("customer", hijack_history=["admin", by], original_session=original)
-
-
-def token(sub: str, iat: int | None = None, **claims: Any) -> str:
-    iat = int(time.time()) - 5 if iat is None else iat
-    payload = {"sub": sub, "iat": iat, "exp": iat + 600, **claims}
-    return jwt.encode(payload, SECRET, algorithm="HS256")
+    return flask_session_record("customer", hijack_history=["admin", by], original_session=original)
 
 
 def creds(sid: str | None = None, bearer: str | None = None) -> dict[str, str]:
@@ -57,11 +50,6 @@ def creds(sid: str | None = None, bearer: str | None = None) -> dict[str, str]:
     if bearer is not None:
         found["Authorization"] = f"Bearer {bearer}"
     return found
-
-
-def entries(client: redis.Redis) -> list[dict[str, str]]:
-    raw = cast("list[tuple[bytes, dict[bytes, bytes]]]", client.xrange("logout:events"))
-    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in raw]
 
 
 def session_cookie(reply: Reply) -> str | None:
@@ -76,8 +64,8 @@ def session_cookie(reply: Reply) -> str | None:
 def test_scheme_session_keeps_the_token(
     kind: Kind, redis_url: str, redis_client: redis.Redis
 ) -> None:
-    redis_client.set(f"session:{SID}", record("ann"))
-    own = token("ann")
+    redis_client.set(f"session:{SID}", flask_session_record("ann"))
+    own = hs256_token("ann")
     events: list[Any] = []
     with harness(kind, redis_url, on_logout=events.append, session_subject="user") as h:
         reply = h.post_logout("/logout?scheme=session", headers=creds(SID, own))
@@ -85,7 +73,7 @@ def test_scheme_session_keeps_the_token(
         assert (session_cookie(reply) or "").startswith("session=;")
         assert redis_client.exists(f"session:{SID}") == 0
         assert h.request("GET", "/api", headers=creds(bearer=own)).status == 200
-    assert redis_client.exists(f"logout:revoked:{sha(own)}") == 0
+    assert redis_client.exists(token_key(own)) == 0
     (event,) = events
     assert (event.schemes, event.type, event.tokens_ended, event.token_hash) == (
         ("session",),
@@ -99,11 +87,11 @@ def test_scheme_session_keeps_the_token(
 def test_scheme_bearer_keeps_the_session(
     kind: Kind, redis_url: str, redis_client: redis.Redis
 ) -> None:
-    redis_client.set(f"session:{SID}", record("ann"))
-    own = token("ann")
+    redis_client.set(f"session:{SID}", flask_session_record("ann"))
+    own = hs256_token("ann")
     events: list[Any] = []
     with harness(kind, redis_url, on_logout=events.append) as h:
-        reply = h.post_logout("/logout?scheme=bearer", headers={**creds(SID, own), **JSON})
+        reply = h.post_logout("/logout?scheme=bearer", headers={**creds(SID, own), **ACCEPT_JSON})
         assert reply.status == 200
         assert reply.set_cookies == []
         assert h.request("GET", "/api", headers=creds(bearer=own)).status == 401
@@ -134,20 +122,20 @@ def test_scheme_bearer_keeps_the_session(
 def test_no_or_both_schemes_end_everything(
     kind: Kind, query: str, redis_url: str, redis_client: redis.Redis
 ) -> None:
-    redis_client.set(f"session:{SID}", record("ann"))
-    own = token("ann")
+    redis_client.set(f"session:{SID}", flask_session_record("ann"))
+    own = hs256_token("ann")
     events: list[Any] = []
     with harness(kind, redis_url, on_logout=events.append) as h:
         assert h.post_logout("/logout" + query, headers=creds(SID, own)).status == 303
     assert redis_client.exists(f"session:{SID}") == 0
-    assert redis_client.exists(f"logout:revoked:{sha(own)}") == 1
+    assert redis_client.exists(token_key(own)) == 1
     assert events[0].schemes == ("session", "bearer")
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_scheme_from_the_form(kind: Kind, redis_url: str, redis_client: redis.Redis) -> None:
-    redis_client.set(f"session:{SID}", record("ann"))
-    own = token("ann")
+    redis_client.set(f"session:{SID}", flask_session_record("ann"))
+    own = hs256_token("ann")
     with harness(kind, redis_url) as h:
         reply = h.post_logout(
             headers={**creds(SID, own), "Content-Type": "application/x-www-form-urlencoded"},
@@ -156,7 +144,7 @@ def test_scheme_from_the_form(kind: Kind, redis_url: str, redis_client: redis.Re
     assert reply.status == 303
     assert reply.header("location") == "/bye"
     assert redis_client.exists(f"session:{SID}") == 1
-    assert redis_client.exists(f"logout:revoked:{sha(own)}") == 1
+    assert redis_client.exists(token_key(own)) == 1
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -164,9 +152,9 @@ def test_scheme_from_the_form(kind: Kind, redis_url: str, redis_client: redis.Re
 def test_unknown_scheme_is_400_and_changes_nothing(
     kind: Kind, query: str, redis_url: str, redis_client: redis.Redis
 ) -> None:
-    redis_client.set(f"session:{SID}", record("ann"))
+    redis_client.set(f"session:{SID}", flask_session_record("ann"))
     with harness(kind, redis_url) as h:
-        reply = h.post_logout("/logout" + query, headers=creds(SID, token("ann")))
+        reply = h.post_logout("/logout" + query, headers=creds(SID, hs256_token("ann")))
     assert reply.status == 400
     assert reply.json()["error"] == "unknown_scheme"
     assert reply.set_cookies == []
@@ -177,13 +165,13 @@ def test_unknown_scheme_is_400_and_changes_nothing(
 def test_everywhere_bearer_ends_tokens_and_keeps_sessions(
     kind: Kind, redis_url: str, redis_client: redis.Redis
 ) -> None:
-    redis_client.set(f"session:{SID}", record("ann"))
-    old = token("ann", int(time.time()) - 30)
-    with harness(
-        kind, redis_url, everywhere_path=EVERYWHERE, session_subject="user", jwt_key=SECRET
-    ) as h:
+    redis_client.set(f"session:{SID}", flask_session_record("ann"))
+    old = hs256_token("ann", int(time.time()) - 30)
+    with harness(kind, redis_url, **EVERYWHERE_SETTINGS) as h:
         h.request("GET", "/page", headers=creds(SID))
-        reply = h.request("POST", EVERYWHERE + "?scheme=bearer", headers={**creds(SID), **JSON})
+        reply = h.request(
+            "POST", EVERYWHERE_PATH + "?scheme=bearer", headers={**creds(SID), **ACCEPT_JSON}
+        )
         assert reply.status == 200
         assert reply.json()["sessions_ended"] == 0
         assert reply.set_cookies == []
@@ -191,28 +179,28 @@ def test_everywhere_bearer_ends_tokens_and_keeps_sessions(
         h.request("GET", "/page", headers=creds(SID))
         assert h.seen.cookies[-1] == f"session={SID}"
     assert redis_client.exists(f"session:{SID}") == 1
-    assert redis_client.exists(f"logout:not-before:{sha('ann')}") == 1
-    assert entries(redis_client)[-1]["type"] == "api_session_end"
+    assert redis_client.exists(not_before_key("ann")) == 1
+    assert audit_entries(redis_client)[-1]["type"] == "api_session_end"
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_everywhere_session_ends_sessions_and_keeps_tokens(
     kind: Kind, redis_url: str, redis_client: redis.Redis
 ) -> None:
-    redis_client.set(f"session:{SID}", record("ann"))
-    redis_client.set(f"session:{ORIGINAL}", record("ann"))
-    old = token("ann", int(time.time()) - 30)
-    with harness(
-        kind, redis_url, everywhere_path=EVERYWHERE, session_subject="user", jwt_key=SECRET
-    ) as h:
+    redis_client.set(f"session:{SID}", flask_session_record("ann"))
+    redis_client.set(f"session:{ORIGINAL}", flask_session_record("ann"))
+    old = hs256_token("ann", int(time.time()) - 30)
+    with harness(kind, redis_url, **EVERYWHERE_SETTINGS) as h:
         for sid in (SID, ORIGINAL):
             h.request("GET", "/page", headers=creds(sid))
-        reply = h.request("POST", EVERYWHERE + "?scheme=session", headers={**creds(SID), **JSON})
+        reply = h.request(
+            "POST", EVERYWHERE_PATH + "?scheme=session", headers={**creds(SID), **ACCEPT_JSON}
+        )
         assert reply.json()["sessions_ended"] == 2
         assert reply.json()["not_before"] is None
         assert h.request("GET", "/api", headers=creds(bearer=old)).status == 200
     assert redis_client.exists(f"session:{SID}", f"session:{ORIGINAL}") == 0
-    assert redis_client.exists(f"logout:not-before:{sha('ann')}") == 0
+    assert redis_client.exists(not_before_key("ann")) == 0
 
 
 # -- impersonation tokens (RFC 8693 act) ------------------------------------------------------
@@ -223,10 +211,10 @@ def test_act_token_logout_leaves_the_actors_own_token(
     kind: Kind, redis_url: str, redis_client: redis.Redis
 ) -> None:
     issued = int(time.time()) - 120
-    acting = token("customer", issued, act={"sub": "support", "act": {"sub": "admin"}})
-    actors_own = token("support")
+    acting = hs256_token("customer", issued, act={"sub": "support", "act": {"sub": "admin"}})
+    actors_own = hs256_token("support")
     events: list[Any] = []
-    with harness(kind, redis_url, on_logout=events.append, jwt_key=SECRET) as h:
+    with harness(kind, redis_url, on_logout=events.append, jwt_key=JWT_KEY) as h:
         assert h.post_logout(headers=creds(bearer=acting)).status == 303
         assert h.request("GET", "/api", headers=creds(bearer=acting)).status == 401
         assert h.request("GET", "/api", headers=creds(bearer=actors_own)).status == 200
@@ -239,7 +227,7 @@ def test_act_token_logout_leaves_the_actors_own_token(
     )
     assert event.duration is not None
     assert 119 <= event.duration < 150
-    assert entries(redis_client)[0]["impersonator"] == "support"
+    assert audit_entries(redis_client)[0]["impersonator"] == "support"
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -247,15 +235,15 @@ def test_impersonation_path_ends_only_the_act_token(
     kind: Kind, redis_url: str, redis_client: redis.Redis
 ) -> None:
     """The request's own session is not impersonating: it stays."""
-    redis_client.set(f"session:{SID}", record("support"))
-    acting = token("customer", act={"sub": "support"})
+    redis_client.set(f"session:{SID}", flask_session_record("support"))
+    acting = hs256_token("customer", act={"sub": "support"})
     with harness(kind, redis_url, **IMPERSONATION) as h:
-        reply = h.request("POST", STOP, headers={**creds(SID, acting), **JSON})
+        reply = h.request("POST", STOP, headers={**creds(SID, acting), **ACCEPT_JSON})
         assert reply.status == 200
         assert reply.set_cookies == []
     assert redis_client.exists(f"session:{SID}") == 1
-    assert redis_client.exists(f"logout:revoked:{sha(acting)}") == 1
-    assert entries(redis_client)[0]["schemes"] == "bearer"
+    assert redis_client.exists(token_key(acting)) == 1
+    assert audit_entries(redis_client)[0]["schemes"] == "bearer"
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -263,11 +251,11 @@ def test_expired_impersonation_token_is_still_cleaned_up(
     kind: Kind, redis_url: str, redis_client: redis.Redis
 ) -> None:
     """As KeyHippo: an impersonation that has expired still gets ended and recorded."""
-    expired = token("customer", int(time.time()) - 3600, act={"sub": "support"})
-    with harness(kind, redis_url, jwt_key=SECRET, **IMPERSONATION) as h:
-        reply = h.request("POST", STOP, headers={**creds(bearer=expired), **JSON})
+    expired = hs256_token("customer", int(time.time()) - 3600, act={"sub": "support"})
+    with harness(kind, redis_url, jwt_key=JWT_KEY, **IMPERSONATION) as h:
+        reply = h.request("POST", STOP, headers={**creds(bearer=expired), **ACCEPT_JSON})
     assert reply.status == 200
-    assert entries(redis_client)[0]["type"] == "impersonation_end"
+    assert audit_entries(redis_client)[0]["type"] == "impersonation_end"
 
 
 # -- impersonated sessions ------------------------------------------------------------------
@@ -279,10 +267,10 @@ def test_impersonated_session_restored_to_the_impersonators(
     kind: Kind, path: str, redis_url: str, redis_client: redis.Redis
 ) -> None:
     redis_client.set(f"session:{SID}", impersonated())
-    redis_client.set(f"session:{ORIGINAL}", record("support"))
+    redis_client.set(f"session:{ORIGINAL}", flask_session_record("support"))
     events: list[Any] = []
     with harness(kind, redis_url, on_logout=events.append, **IMPERSONATION) as h:
-        reply = h.request("POST", path, headers={**creds(SID), **JSON})
+        reply = h.request("POST", path, headers={**creds(SID), **ACCEPT_JSON})
         assert reply.status == 200
         assert reply.json() == {"success": True, "restored": True}
         restored = session_cookie(reply)
@@ -296,7 +284,7 @@ def test_impersonated_session_restored_to_the_impersonators(
         assert h.seen.cookies[-1] == ""
     assert redis_client.exists(f"session:{SID}") == 0
     assert redis_client.exists(f"session:{ORIGINAL}") == 1
-    assert redis_client.exists(f"logout:revoked-session:{sha(SID)}") == 1
+    assert redis_client.exists(tombstone_key(SID)) == 1
     (event,) = events
     assert (event.type, event.subject, event.impersonator, event.restored) == (
         "impersonation_end",
@@ -304,7 +292,7 @@ def test_impersonated_session_restored_to_the_impersonators(
         "support",
         True,
     )
-    assert entries(redis_client)[0]["restored"] == "true"
+    assert audit_entries(redis_client)[0]["restored"] == "true"
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -319,16 +307,16 @@ def test_restoration_refused_logs_out_completely(
     else's than the recorded impersonator: log out completely and say so."""
     data = impersonated()
     if original == "revoked":
-        redis_client.set(f"session:{ORIGINAL}", record("support"))
-        redis_client.set(f"logout:revoked-session:{sha(ORIGINAL)}", b"1")
+        redis_client.set(f"session:{ORIGINAL}", flask_session_record("support"))
+        redis_client.set(tombstone_key(ORIGINAL), b"1")
     elif original == "someone-else":
-        redis_client.set(f"session:{ORIGINAL}", record("mallory"))
+        redis_client.set(f"session:{ORIGINAL}", flask_session_record("mallory"))
     elif original == "no-original":
-        data = record("customer", hijack_history=["support"])
+        data = flask_session_record("customer", hijack_history=["support"])
     redis_client.set(f"session:{SID}", data)
     events: list[Any] = []
     with harness(kind, redis_url, on_logout=events.append, **IMPERSONATION) as h:
-        reply = h.request("POST", "/logout", headers={**creds(SID), **JSON})
+        reply = h.request("POST", "/logout", headers={**creds(SID), **ACCEPT_JSON})
     assert reply.json() == {"success": True, "restored": False}
     assert (session_cookie(reply) or "").startswith("session=;")
     assert redis_client.exists(f"session:{SID}") == 0
@@ -348,10 +336,10 @@ def test_signed_cookie_restored_signed(
     signed as the app would sign it."""
     signer = Signer("flask-secret", salt="flask-session", key_derivation="hmac")
     redis_client.set(f"session:{SID}", impersonated())
-    redis_client.set(f"session:{ORIGINAL}", record("support"))
+    redis_client.set(f"session:{ORIGINAL}", flask_session_record("support"))
     cookie = {"Cookie": "session=" + signer.sign(SID).decode()}
     with harness(kind, redis_url, session_secret="flask-secret", **IMPERSONATION) as h:
-        reply = h.request("POST", STOP, headers={**cookie, **JSON})
+        reply = h.request("POST", STOP, headers={**cookie, **ACCEPT_JSON})
     restored = session_cookie(reply)
     assert restored is not None
     value = restored.split(";", 1)[0].split("=", 1)[1]
@@ -361,20 +349,20 @@ def test_signed_cookie_restored_signed(
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Cookie": f"session={SID}"}, {"Authorization": f"Bearer {token('ann')}"}],
+    [{}, {"Cookie": f"session={SID}"}, {"Authorization": f"Bearer {hs256_token('ann')}"}],
     ids=["nothing", "plain-session", "plain-token"],
 )
 def test_impersonation_path_not_impersonating_is_409(
     kind: Kind, headers: dict[str, str], redis_url: str, redis_client: redis.Redis
 ) -> None:
-    redis_client.set(f"session:{SID}", record("ann"))
+    redis_client.set(f"session:{SID}", flask_session_record("ann"))
     with harness(kind, redis_url, **IMPERSONATION) as h:
         reply = h.request("POST", STOP, headers=headers)
     assert reply.status == 409
     assert reply.json()["error"] == "not_impersonating"
     assert reply.set_cookies == []
     assert redis_client.exists(f"session:{SID}") == 1
-    assert redis_client.exists("logout:events") == 0
+    assert redis_client.exists(EVENTS_STREAM) == 0
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -29,62 +29,67 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
 import os
 import secrets
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.client import HTTPConnection
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
-import msgspec
 import pytest
 import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from logout_middleware.config import LogoutConfig
-from logout_middleware.core.revocation import RevocationKeys, oidc_sid_hash, sha256_hex
-from logout_middleware.testing import stop_process
+from logout_middleware.core.revocation import RevocationKeys, oidc_sid_hash
 from tests.oidc_provider import (
+    BACKCHANNEL_EVENT,
     DEFAULT_BACKCHANNEL_PATH,
+    FRAMEWORKS,
+    SESSION_KEYS,
+    App,
     Framework,
     Provider,
-    ProviderError,
-    app_base_url,
-    client_metadata,
+    Running,
     confirm_logout,
     end_session_at_provider,
-    ensure_node_modules,
-    node_missing_reason,
+    node_modules,  # noqa: F401 (a fixture)
     oidc_app_env,
     oidc_provider,
+    planned_app,
     read_forms,
+    running,
     serve_oidc_app,
-    sign_in,
+    signed_in_record,
+)
+from tests.servers import (
+    REQUEST_TIMEOUT,
+    SESSION_COOKIE,
+    Server,
+    answers,
+    assert_expires_cookie,
+    audit_entries,
+    children,
+    left_running,
+    recording_server,
+    runs_with,
+    sha256_hex,
+    tombstone_key,
+    waited,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-#: Where each app keeps a session in Redis, ``{sid}`` standing for the cookie's value.
-SESSION_KEYS: dict[Framework, str] = {"flask": "session:{sid}", "fastapi": "starsessions.{sid}"}
-BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
-EVENTS_STREAM = "logout:events"
 #: The middleware's Redis keys under its default ``LOGOUT_KEY_PREFIX``.
 KEYS = RevocationKeys(LogoutConfig())
-#: Timeout of each HTTP request, seconds.
-REQUEST_TIMEOUT = 10.0
 #: Longest the middleware may take to index a session after a request with it, seconds.
 INDEX_TIMEOUT = 5.0
 #: Longest a back-channel delivery may take to reach the recorder, seconds.
@@ -98,63 +103,15 @@ TEST_TIMEOUT = 90
 NOT_LOGGED_IN = "Not logged in.\n"
 ALICE = "Logged in as alice.\n"
 
-pytestmark = pytest.mark.timeout(TEST_TIMEOUT)
-
-
-@pytest.fixture(scope="module")
-def node_modules() -> Path:
-    """tests/oidc/node_modules, installed by ``npm ci`` when missing or stale; skips
-    the test when node or npm is absent."""
-    found = ensure_node_modules()
-    if found is None:
-        pytest.skip(node_missing_reason() or "node_modules unavailable")
-    return found
+pytestmark = [pytest.mark.timeout(TEST_TIMEOUT), pytest.mark.usefixtures("node_modules")]
 
 
 # -- the apps --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class App:
-    """One OIDC app: where it is served, and its client at the provider."""
-
-    framework: Framework
-    url: str
-    client: dict[str, Any]
-
-    @property
-    def client_id(self) -> str:
-        """The app's client id at the provider."""
-        return str(self.client["client_id"])
-
-    @property
-    def host(self) -> str:
-        """The loopback host it is served on (the cookie jar's domain for it)."""
-        return urlsplit(self.url).hostname or ""
-
-    @property
-    def receiver(self) -> str:
-        """The URL of its back-channel logout receiver."""
-        return self.url + DEFAULT_BACKCHANNEL_PATH
-
-
-def _planned(
-    framework: Framework, host: str = "127.0.0.1", backchannel_logout_uri: str | None = None
-) -> App:
-    """An app's URL and client metadata, chosen before the provider starts."""
-    url = app_base_url(host)
-    client = client_metadata(f"{framework}-app", url, backchannel_logout_uri=backchannel_logout_uri)
-    return App(framework, url, client)
-
-
-def _env(
-    app: App, provider: Provider, redis_url: str, *, end_session: bool = False
-) -> dict[str, str]:
-    """The app's environment: the middleware configured for single logout (by
-    environment only)."""
-    logout = {
-        "LOGOUT_REDIS_URL": redis_url,
-        "LOGOUT_SESSION_KEYS": SESSION_KEYS[app.framework],
+def _logout_settings(app: App, provider: Provider, *, end_session: bool = False) -> dict[str, str]:
+    """The middleware configured for single logout (by environment only)."""
+    return {
         "LOGOUT_OIDC_ISSUER": provider.issuer,
         "LOGOUT_OIDC_CLIENT_ID": app.client_id,
         "LOGOUT_SESSION_OIDC_SID": "user.sid",
@@ -163,20 +120,21 @@ def _env(
         "LOGOUT_BACKCHANNEL_PATH": DEFAULT_BACKCHANNEL_PATH,
         "LOGOUT_OIDC_END_SESSION": "true" if end_session else "false",
     }
-    return oidc_app_env(provider, app.client, app.url, redis_url, logout)
 
 
-def _serve(
-    stack: contextlib.ExitStack,
-    app: App,
-    provider: Provider,
-    redis_url: str,
-    *,
-    end_session: bool = False,
-) -> None:
-    """Serve ``app`` (waitress or uvicorn) until the stack closes."""
-    env = _env(app, provider, redis_url, end_session=end_session)
-    assert stack.enter_context(serve_oidc_app(app.framework, app.url, env)) == app.url
+def _running(
+    apps: Sequence[App], redis_url: str, *, end_session: bool = False
+) -> contextlib.AbstractContextManager[Running]:
+    """The provider and ``apps`` configured for single logout, and a browser."""
+    return running(apps, redis_url, functools.partial(_logout_settings, end_session=end_session))
+
+
+def _log_out_at(app: App, browser: httpx.Client, **form: str) -> httpx.Response:
+    """``POST /logout`` at ``app`` (with ``form``), from its own page: a ``303``, to the
+    provider with ``LOGOUT_OIDC_END_SESSION``."""
+    logout = browser.post(app.url + "/logout", data=form or None, headers={"Origin": app.url})
+    assert logout.status_code == 303, logout.text
+    return logout
 
 
 # -- sessions, keys, events -----------------------------------------------------------
@@ -197,7 +155,7 @@ class Session:
     @property
     def hash(self) -> str:
         """SHA-256 of the session id: how keys and events name it."""
-        return sha256_hex(self.id.encode())
+        return sha256_hex(self.id)
 
     @property
     def record_key(self) -> str:
@@ -207,7 +165,7 @@ class Session:
     @property
     def tombstone_key(self) -> str:
         """The middleware's tombstone of the session."""
-        return KEYS.session(self.hash)
+        return tombstone_key(self.id)
 
     def index_key(self, provider: Provider) -> str:
         """The middleware's index of the sessions signed in with this provider session."""
@@ -216,31 +174,15 @@ class Session:
     @property
     def cookie(self) -> dict[str, str]:
         """A ``Cookie`` header with the session cookie, for a client without a jar."""
-        return {"Cookie": f"session={self.id}"}
+        return {"Cookie": f"{SESSION_COOKIE}={self.id}"}
 
 
-def _record(redis_client: redis.Redis, app: App, session_id: str) -> dict[str, Any] | None:
-    """The session record at the app, decoded (Flask-Session: msgpack; starsessions:
-    JSON), or None when there is none."""
-    raw = redis_client.get(SESSION_KEYS[app.framework].format(sid=session_id))
-    if raw is None:
-        return None
-    assert isinstance(raw, bytes)
-    decoded = msgspec.msgpack.decode(raw) if app.framework == "flask" else json.loads(raw)
-    assert isinstance(decoded, dict)
-    return decoded
-
-
-def _wait_indexed(redis_client: redis.Redis, session: Session, provider: Provider) -> float:
+def _wait_indexed(redis_client: redis.Redis, session: Session, provider: Provider) -> None:
     """Poll until the middleware indexed ``session`` under its provider ``sid`` (the
-    write follows the response under uvicorn); how long that took, seconds."""
+    write follows the response under uvicorn)."""
     key = session.index_key(provider)
-    started = time.monotonic()
-    while redis_client.zscore(key, session.hash) is None:
-        waited = time.monotonic() - started
-        assert waited < INDEX_TIMEOUT, f"session not indexed under its sid after {waited:.1f} s"
-        time.sleep(0.005)
-    return time.monotonic() - started
+    took = waited(lambda: redis_client.zscore(key, session.hash) is not None, INDEX_TIMEOUT, 0.005)
+    assert took is not None, f"session not indexed under its sid after {INDEX_TIMEOUT} s"
 
 
 def _signed_in(
@@ -254,32 +196,17 @@ def _signed_in(
     """Sign alice in to ``app`` through the provider; check the page and the record;
     with ``indexed``, wait until the middleware indexed the session under its provider
     ``sid``."""
-    page = sign_in(browser, app.url, "alice")
-    assert page.text == ALICE
-    session_id = browser.cookies.get("session", domain=app.host)
-    assert session_id, "no session cookie"
-    record = _record(redis_client, app, session_id)
-    assert record is not None, "no session record in Redis"
-    user = record["user"]
-    assert user["sub"] == "alice"
-    assert user["aud"] == app.client_id
-    assert isinstance(user.get("sid"), str)
-    assert isinstance(record.get("id_token"), str)
-    session = Session(app, session_id, user["sid"], record["id_token"])
+    session_id, record = signed_in_record(browser, app, provider, redis_client)
+    session = Session(app, session_id, record["user"]["sid"], record["id_token"])
     if indexed:
         _wait_indexed(redis_client, session, provider)
     return session
 
 
 def _events(redis_client: redis.Redis, reason: str | None = None) -> list[dict[str, str]]:
-    """The audit stream's entries, decoded, oldest first; only ``reason``'s when given."""
-    entries = cast(
-        "list[tuple[bytes, dict[bytes, bytes]]]", redis_client.xrange(EVENTS_STREAM, "-", "+")
-    )
-    decoded = [
-        {key.decode(): value.decode() for key, value in fields.items()} for _id, fields in entries
-    ]
-    return [entry for entry in decoded if reason is None or entry["reason"] == reason]
+    """The audit stream's entries, oldest first; only ``reason``'s when given."""
+    entries = audit_entries(redis_client)
+    return [entry for entry in entries if reason is None or entry["reason"] == reason]
 
 
 def _backchannel_session_ends(redis_client: redis.Redis, session: Session) -> list[dict[str, str]]:
@@ -289,18 +216,6 @@ def _backchannel_session_ends(redis_client: redis.Redis, session: Session) -> li
         for entry in _events(redis_client, "backchannel")
         if entry["type"] == "session_end" and entry["session_id_hash"] == session.hash
     ]
-
-
-def _assert_expires_session_cookie(response: httpx.Response) -> None:
-    """``response`` deletes the ``session`` cookie (and sets it to nothing else)."""
-    found = [
-        value
-        for value in response.headers.get_list("set-cookie")
-        if value.split(";", 1)[0].split("=", 1)[0].strip() == "session"
-    ]
-    assert len(found) == 1, response.headers.get_list("set-cookie")
-    assert found[0].split(";", 1)[0].strip() == "session=", found[0]
-    assert "max-age=0" in found[0].lower() or "1970" in found[0], found[0]
 
 
 def _assert_ended_by_backchannel(
@@ -314,7 +229,7 @@ def _assert_ended_by_backchannel(
         page = fresh.get(session.app.url + "/", headers=session.cookie)
         assert page.status_code == 200
         assert page.text == NOT_LOGGED_IN
-        _assert_expires_session_cookie(page)
+        assert_expires_cookie(page)
         # The ID token carries the provider's iss and sid: as a bearer JWT it is refused.
         refused = fresh.get(
             session.app.url + "/", headers={"Authorization": f"Bearer {session.id_token}"}
@@ -351,76 +266,7 @@ def _assert_alive(redis_client: redis.Redis, session: Session) -> None:
     assert redis_client.exists(session.tombstone_key) == 0
 
 
-# -- a recording back-channel receiver ------------------------------------------------
-
-
-class _Recorder(ThreadingHTTPServer):
-    """Records the ``logout_token`` of every form POST it receives and answers 200."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _RecorderHandler)
-        self.tokens: list[str] = []
-        self.changed = threading.Condition()
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def wait_for(self, count: int, timeout: float) -> list[str]:
-        """The tokens once there are ``count`` of them (or all there are after
-        ``timeout`` seconds)."""
-        with self.changed:
-            self.changed.wait_for(lambda: len(self.tokens) >= count, timeout=timeout)
-            return list(self.tokens)
-
-
-class _RecorderHandler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        server = cast("_Recorder", self.server)
-        with server.changed:
-            server.tokens += parse_qs(body.decode("ascii")).get("logout_token", [])
-            server.changed.notify_all()
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
-
-
-@contextlib.contextmanager
-def _recorder() -> Iterator[_Recorder]:
-    """A recording back-channel receiver on a free loopback port."""
-    server = _Recorder()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 # -- several workers -------------------------------------------------------------------
-
-
-def _children(pid: int) -> set[int]:
-    """The processes whose parent is ``pid``."""
-    found: set[int] = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        if int(text.rsplit(")", 1)[1].split()[1]) == pid:
-            found.add(int(stat.parent.name))
-    return found
 
 
 def _socket_owner(server_port: int, client_port: int, pids: set[int]) -> int | None:
@@ -466,84 +312,40 @@ def _get_on_fresh_connection(
         assert connection.sock is not None
         client_port = connection.sock.getsockname()[1]
         # Asked while the kept-alive connection is still open.
-        worker = _socket_owner(parts.port, client_port, _children(master))
+        worker = _socket_owner(parts.port, client_port, children(master))
     finally:
         connection.close()
     return body, worker
 
 
-def _ours(pid: int, url: str) -> bool:
-    """Whether ``pid`` still runs with our app's environment (never a recycled pid)."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    return f"APP_BASE_URL={url}".encode() in environ.split(b"\0")
-
-
 @contextlib.contextmanager
-def _serve_fastapi_workers(
-    url: str, env: Mapping[str, str], workers: int, timeout: float = 30.0
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Serve tests/adoption_apps/oidc_fastapi.py under ``uvicorn --workers`` at ``url``;
-    yield the master process once ``GET /`` answers and ``workers`` children run. The
+def _serve_fastapi_workers(app: App, env: Mapping[str, str], workers: int) -> Iterator[Server]:
+    """Serve tests/adoption_apps/oidc_fastapi.py under ``uvicorn --workers`` at the
+    app's URL; yield the server once ``GET /`` answers and ``workers`` children run. The
     server is always stopped on exit, and its workers must be gone then."""
-    parts = urlsplit(url)
-    assert parts.hostname is not None
-    assert parts.port is not None
-    command = [
-        *(sys.executable, "-m", "uvicorn", "tests.adoption_apps.oidc_fastapi:app"),
-        *("--host", parts.hostname, "--port", str(parts.port)),
-        *("--workers", str(workers), "--log-level", "warning"),
-    ]
+    ours = f"APP_BASE_URL={app.url}"
     seen: set[int] = set()
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + timeout
-            up = False
-            while not up and time.monotonic() < deadline and process.poll() is None:
-                try:
-                    httpx.get(url + "/", timeout=2.0)
-                    seen = {pid for pid in _children(process.pid) if _ours(pid, url)}
-                    up = len(seen) >= workers
-                except httpx.TransportError:
-                    pass
-                if not up:
-                    time.sleep(0.1)
-            if up:
-                yield process
-                return
-        finally:
-            seen |= {pid for pid in _children(process.pid) if _ours(pid, url)}
-            stop_process(process)
-            left = _left_running(seen, url)
-            if left:
-                pytest.fail(f"uvicorn workers {sorted(left)} still ran after the server stopped")
-        log.seek(0)
-        output = log.read().decode("utf-8", "replace")[-3000:]
-    raise ProviderError(f"uvicorn --workers {workers} did not answer at {url}:\n{output}")
 
+    def workers_of(server: Server) -> set[int]:
+        return {pid for pid in children(server.process.pid) if runs_with(pid, ours)}
 
-def _left_running(pids: set[int], url: str, timeout: float = 10.0) -> set[int]:
-    """Which of ``pids`` (our workers) still run ``timeout`` seconds after their server
-    stopped; those are killed."""
-    deadline = time.monotonic() + timeout
-    alive = {pid for pid in pids if _ours(pid, url)}
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.05)
-        alive = {pid for pid in alive if _ours(pid, url)}
-    for pid in alive:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, 9)
-    return alive
+    def ready(server: Server) -> bool:
+        running = workers_of(server)
+        seen.update(running)
+        return len(running) >= workers and answers(server)
+
+    try:
+        with serve_oidc_app(
+            "fastapi", app.url, env, "--workers", str(workers), ready=ready
+        ) as server:
+            try:
+                yield server
+            finally:
+                seen.update(workers_of(server))
+    finally:
+        left = left_running(seen, ours)
+        if left:
+            pytest.fail(f"uvicorn workers {sorted(left)} still ran after the server stopped")
 
 
 # -- forged logout tokens --------------------------------------------------------------
@@ -616,18 +418,15 @@ def _assert_oidc_error(response: httpx.Response) -> dict[str, Any]:
 # -- tests -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("framework", ["flask", "fastapi"])
-@pytest.mark.usefixtures("node_modules")
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_logging_out_at_the_provider_ends_the_app_session_through_the_back_channel(
     framework: Framework, redis_url: str, redis_client: redis.Redis
 ) -> None:
     """The provider's own logout (no app involved) back-channels the app, which ends the
     session signed in with that provider session."""
-    app = _planned(framework)
-    with contextlib.ExitStack() as stack:
-        provider = stack.enter_context(oidc_provider([app.client]))
-        _serve(stack, app, provider, redis_url)
-        browser = stack.enter_context(httpx.Client(timeout=REQUEST_TIMEOUT))
+    app = planned_app(framework)
+    with _running([app], redis_url) as run:
+        provider, browser = run.provider, run.browser
         session = _signed_in(browser, app, provider, redis_client)
         _assert_alive(redis_client, session)
         assert _events(redis_client) == []
@@ -643,13 +442,12 @@ def test_logging_out_at_the_provider_ends_the_app_session_through_the_back_chann
         # The browser's own request also gets the session taken out, and the cookie expired.
         page = browser.get(app.url + "/")
         assert page.text == NOT_LOGGED_IN
-        assert browser.cookies.get("session", domain=app.host) is None
+        assert browser.cookies.get(SESSION_COOKIE, domain=app.host) is None
         # Only back-channel entries were written.
         assert {entry["reason"] for entry in _events(redis_client)} == {"backchannel"}
 
 
-@pytest.mark.parametrize("framework", ["flask", "fastapi"])
-@pytest.mark.usefixtures("node_modules")
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_rp_initiated_logout_ends_the_provider_session_too(
     framework: Framework, redis_url: str, redis_client: redis.Redis
 ) -> None:
@@ -657,18 +455,15 @@ def test_rp_initiated_logout_ends_the_provider_session_too(
     ``303`` to the provider's ``end_session_endpoint`` with the session's raw ID token as
     ``id_token_hint``; confirmed there, the provider session is over and the browser is
     back at the ``post_logout_redirect_uri`` with the ``state``."""
-    app = _planned(framework)
-    with contextlib.ExitStack() as stack:
-        provider = stack.enter_context(oidc_provider([app.client]))
-        _serve(stack, app, provider, redis_url, end_session=True)
-        browser = stack.enter_context(httpx.Client(timeout=REQUEST_TIMEOUT))
+    app = planned_app(framework)
+    with _running([app], redis_url, end_session=True) as run:
+        provider, browser = run.provider, run.browser
         session = _signed_in(browser, app, provider, redis_client)
 
-        logout = browser.post(app.url + "/logout", headers={"Origin": app.url})
-        assert logout.status_code == 303, logout.text
+        logout = _log_out_at(app, browser)
         assert logout.headers.get("cache-control") == "no-store"
-        _assert_expires_session_cookie(logout)
-        assert browser.cookies.get("session", domain=app.host) is None
+        assert_expires_cookie(logout)
+        assert browser.cookies.get(SESSION_COOKIE, domain=app.host) is None
         location = urlsplit(logout.headers["location"])
         assert f"{location.scheme}://{location.netloc}{location.path}" == (
             provider.end_session_endpoint
@@ -711,41 +506,25 @@ def test_rp_initiated_logout_ends_the_provider_session_too(
         assert redis_client.exists(session.tombstone_key) == 1
 
 
-@pytest.mark.parametrize("framework", ["flask", "fastapi"])
-@pytest.mark.usefixtures("node_modules")
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_rp_initiated_logout_names_a_safe_next_as_the_post_logout_redirect_uri(
     framework: Framework, redis_url: str, redis_client: redis.Redis
 ) -> None:
     """``post_logout_redirect_uri`` is the absolute URL of a safe ``next`` (the provider
     accepts it when registered, and sends the browser there), and the app's ``/`` when
     ``next`` names another site."""
-    planned = _planned(framework)
-    url = planned.url
-    client = client_metadata(
-        planned.client_id, url, post_logout_redirect_uris=[url + "/", url + "/bye"]
-    )
-    app = App(framework, url, client)
-    with contextlib.ExitStack() as stack:
-        provider = stack.enter_context(oidc_provider([app.client]))
-        _serve(stack, app, provider, redis_url, end_session=True)
-        browser = stack.enter_context(httpx.Client(timeout=REQUEST_TIMEOUT))
+    app = planned_app(framework, post_logout_paths=("/", "/bye"))
+    with _running([app], redis_url, end_session=True) as run:
+        provider, browser = run.provider, run.browser
 
         _signed_in(browser, app, provider, redis_client)
-        unsafe = browser.post(
-            app.url + "/logout",
-            data={"next": "https://evil.example/"},
-            headers={"Origin": app.url},
-        )
-        assert unsafe.status_code == 303, unsafe.text
+        unsafe = _log_out_at(app, browser, next="https://evil.example/")
         query = parse_qs(urlsplit(unsafe.headers["location"]).query)
         assert query["post_logout_redirect_uri"] == [app.url + "/"]
         assert "evil.example" not in unsafe.headers["location"]
 
         session = _signed_in(browser, app, provider, redis_client)
-        logout = browser.post(
-            app.url + "/logout", data={"next": "/bye"}, headers={"Origin": app.url}
-        )
-        assert logout.status_code == 303, logout.text
+        logout = _log_out_at(app, browser, next="/bye")
         query = parse_qs(urlsplit(logout.headers["location"]).query)
         assert query["post_logout_redirect_uri"] == [app.url + "/bye"]
         assert query["id_token_hint"] == [session.id_token]
@@ -753,8 +532,7 @@ def test_rp_initiated_logout_names_a_safe_next_as_the_post_logout_redirect_uri(
         assert str(back.url) == f"{app.url}/bye?state={query['state'][0]}"
 
 
-@pytest.mark.parametrize("framework", ["flask", "fastapi"])
-@pytest.mark.usefixtures("node_modules")
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_an_rp_initiated_logout_ends_each_session_once_in_the_audit_trail(
     framework: Framework, redis_url: str, redis_client: redis.Redis
 ) -> None:
@@ -763,15 +541,12 @@ def test_an_rp_initiated_logout_ends_each_session_once_in_the_audit_trail(
     stream must have one ``session_end`` for it (``user_logout``), not a second one with
     ``reason=backchannel``; the provider session's JWTs are still ended by the back
     channel (``api_session_end``)."""
-    app = _planned(framework)
-    with contextlib.ExitStack() as stack:
-        provider = stack.enter_context(oidc_provider([app.client]))
-        _serve(stack, app, provider, redis_url, end_session=True)
-        browser = stack.enter_context(httpx.Client(timeout=REQUEST_TIMEOUT))
+    app = planned_app(framework)
+    with _running([app], redis_url, end_session=True) as run:
+        provider, browser = run.provider, run.browser
         session = _signed_in(browser, app, provider, redis_client)
 
-        logout = browser.post(app.url + "/logout", headers={"Origin": app.url})
-        assert logout.status_code == 303, logout.text
+        logout = _log_out_at(app, browser)
         back = confirm_logout(browser, browser.get(logout.headers["location"]))
         assert back.text == NOT_LOGGED_IN
         assert provider.output().count("backchannel.success") == 1
@@ -791,8 +566,7 @@ def test_an_rp_initiated_logout_ends_each_session_once_in_the_audit_trail(
         assert bearer[0]["oidc_sid_hash"] == oidc_sid_hash(provider.issuer, session.oidc_sid)
 
 
-@pytest.mark.parametrize("framework", ["flask", "fastapi"])
-@pytest.mark.usefixtures("node_modules")
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_a_sign_in_after_an_abandoned_one_is_ended_through_the_back_channel(
     framework: Framework, redis_url: str, redis_client: redis.Redis
 ) -> None:
@@ -801,14 +575,12 @@ def test_a_sign_in_after_an_abandoned_one_is_ended_through_the_back_channel(
     /login`` made: the second ``GET /login`` already carried that cookie, and the
     callback that logs them in is a ``GET`` too. The session must still be indexed under
     its provider ``sid``, so that the provider's logout ends it."""
-    app = _planned(framework)
-    with contextlib.ExitStack() as stack:
-        provider = stack.enter_context(oidc_provider([app.client]))
-        _serve(stack, app, provider, redis_url)
-        browser = stack.enter_context(httpx.Client(timeout=REQUEST_TIMEOUT))
+    app = planned_app(framework)
+    with _running([app], redis_url) as run:
+        provider, browser = run.provider, run.browser
         abandoned = browser.get(app.url + "/login")  # to the provider, never followed
         assert abandoned.status_code in (302, 303, 307)
-        first_id = browser.cookies.get("session", domain=app.host)
+        first_id = browser.cookies.get(SESSION_COOKIE, domain=app.host)
         assert first_id
 
         session = _signed_in(browser, app, provider, redis_client, indexed=False)
@@ -825,7 +597,6 @@ def test_a_sign_in_after_an_abandoned_one_is_ended_through_the_back_channel(
     [("flask", "fastapi"), ("fastapi", "flask")],
     ids=["at-flask", "at-fastapi"],
 )
-@pytest.mark.usefixtures("node_modules")
 def test_rp_initiated_logout_at_one_app_ends_the_other_through_the_back_channel(
     first: Framework, second: Framework, redis_url: str, redis_client: redis.Redis
 ) -> None:
@@ -833,19 +604,15 @@ def test_rp_initiated_logout_at_one_app_ends_the_other_through_the_back_channel(
     ignore ports): logging out at one, and confirming at the provider, ends the other's
     session through the provider's back channel."""
     hosts = {first: "127.0.0.1", second: "127.0.0.2"}
-    here, there = _planned(first, hosts[first]), _planned(second, hosts[second])
-    with contextlib.ExitStack() as stack:
-        provider = stack.enter_context(oidc_provider([here.client, there.client]))
-        for app in (here, there):
-            _serve(stack, app, provider, redis_url, end_session=True)
-        browser = stack.enter_context(httpx.Client(timeout=REQUEST_TIMEOUT))
+    here, there = planned_app(first, hosts[first]), planned_app(second, hosts[second])
+    with _running([here, there], redis_url, end_session=True) as run:
+        provider, browser = run.provider, run.browser
         mine = _signed_in(browser, here, provider, redis_client)
         other = _signed_in(browser, there, provider, redis_client)
         assert mine.oidc_sid != other.oidc_sid  # one sid per provider session and client
         _assert_alive(redis_client, other)
 
-        logout = browser.post(here.url + "/logout", headers={"Origin": here.url})
-        assert logout.status_code == 303, logout.text
+        logout = _log_out_at(here, browser)
         assert logout.headers["location"].startswith(provider.end_session_endpoint + "?")
         # Only this app's session ended so far.
         _assert_alive(redis_client, other)
@@ -861,7 +628,6 @@ def test_rp_initiated_logout_at_one_app_ends_the_other_through_the_back_channel(
         assert browser.get(there.url + "/").text == NOT_LOGGED_IN
 
 
-@pytest.mark.usefixtures("node_modules")
 def test_every_uvicorn_worker_refuses_a_session_ended_through_the_back_channel(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
@@ -870,12 +636,11 @@ def test_every_uvicorn_worker_refuses_a_session_ended_through_the_back_channel(
     connections, reaching both workers, all find the session ended."""
     if not Path("/proc/net/tcp").exists():
         pytest.skip("telling workers apart needs Linux's /proc")
-    app = _planned("fastapi")
+    app = planned_app("fastapi")
     with contextlib.ExitStack() as stack:
         provider = stack.enter_context(oidc_provider([app.client]))
-        master = stack.enter_context(
-            _serve_fastapi_workers(app.url, _env(app, provider, redis_url), workers=2)
-        )
+        env = oidc_app_env(provider, app, redis_url, _logout_settings(app, provider))
+        master = stack.enter_context(_serve_fastapi_workers(app, env, workers=2)).process
         browser = stack.enter_context(httpx.Client(timeout=REQUEST_TIMEOUT))
         session = _signed_in(browser, app, provider, redis_client)
 
@@ -914,8 +679,7 @@ def test_every_uvicorn_worker_refuses_a_session_ended_through_the_back_channel(
         assert len(_backchannel_session_ends(redis_client, session)) == 1
 
 
-@pytest.mark.parametrize("framework", ["flask", "fastapi"])
-@pytest.mark.usefixtures("node_modules")
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_the_receiver_refuses_a_replayed_logout_token(
     framework: Framework, redis_url: str, redis_client: redis.Redis
 ) -> None:
@@ -924,20 +688,20 @@ def test_the_receiver_refuses_a_replayed_logout_token(
     same token again is ``400 invalid_request`` naming the ``jti``, and changes
     nothing."""
     with contextlib.ExitStack() as stack:
-        recorder = stack.enter_context(_recorder())
-        app = _planned(framework, backchannel_logout_uri=f"{recorder.url}/capture")
-        provider = stack.enter_context(oidc_provider([app.client]))
-        _serve(stack, app, provider, redis_url)
-        browser = stack.enter_context(httpx.Client(timeout=REQUEST_TIMEOUT))
+        recorder = stack.enter_context(recording_server())
+        app = planned_app(framework, backchannel_logout_uri=f"{recorder.url}/capture")
+        run = stack.enter_context(_running([app], redis_url))
+        provider, browser = run.provider, run.browser
         session = _signed_in(browser, app, provider, redis_client)
 
         end_session_at_provider(browser, provider)
-        [token] = recorder.wait_for(1, timeout=DELIVERY_TIMEOUT)
+        [delivery] = recorder.wait_for(1, timeout=DELIVERY_TIMEOUT)
+        [token] = delivery.form()["logout_token"]
         assert jwt.decode(token, options={"verify_signature": False})["sid"] == session.oidc_sid
         # The provider told the recorder, not the app: the session is still there.
         _assert_alive(redis_client, session)
 
-        provider_post = stack.enter_context(httpx.Client(timeout=REQUEST_TIMEOUT))
+        provider_post = run.client()
         first = provider_post.post(app.receiver, data={"logout_token": token})
         assert first.status_code == 200, first.text
         assert first.headers.get("cache-control") == "no-store"
@@ -951,21 +715,18 @@ def test_the_receiver_refuses_a_replayed_logout_token(
         assert len(_events(redis_client)) == entries
 
 
-@pytest.mark.parametrize("framework", ["flask", "fastapi"])
-@pytest.mark.usefixtures("node_modules")
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_the_receiver_refuses_bad_requests_and_forged_tokens(
     framework: Framework, redis_url: str, redis_client: redis.Redis
 ) -> None:
     """``GET`` is ``405`` (``Allow: POST``); a ``POST`` that is not a form with one
     ``logout_token``, or whose token the provider did not sign, is ``400`` JSON; none of
     them ends the session signed in with the provider session the forged tokens name."""
-    app = _planned(framework)
-    with contextlib.ExitStack() as stack:
-        provider = stack.enter_context(oidc_provider([app.client]))
-        _serve(stack, app, provider, redis_url)
-        browser = stack.enter_context(httpx.Client(timeout=REQUEST_TIMEOUT))
+    app = planned_app(framework)
+    with _running([app], redis_url) as run:
+        provider, browser = run.provider, run.browser
         session = _signed_in(browser, app, provider, redis_client)
-        client = stack.enter_context(httpx.Client(timeout=REQUEST_TIMEOUT))
+        client = run.client()
 
         got = client.get(app.receiver)
         assert got.status_code == 405, got.text

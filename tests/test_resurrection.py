@@ -21,28 +21,35 @@ have saved (less than ``SLOW_SECONDS`` after it started).
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any, cast
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import httpx
 import pytest
 import redis
 
-from logout_middleware.testing import free_port, stop_process
+from tests.servers import (
+    ACCEPT_JSON,
+    EVENTS_STREAM,
+    EVERYWHERE_PATH,
+    REQUEST_TIMEOUT,
+    SESSION_COOKIE,
+    TOMBSTONE_PREFIX,
+    ServedApp,
+    Server,
+    absent,
+    assert_expires_cookie,
+    audit_entries,
+    left_running,
+    tombstone_key,
+    uvicorn,
+    wait_indexed,
+    waited,
+    waitress,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-#: How long a server may take to answer its first request, seconds.
-START_TIMEOUT = 30.0
 #: Trials per stack, each a complete race.
 TRIALS = 30
 #: Trials of the race against logging out everywhere, per stack.
@@ -59,148 +66,37 @@ SLOW_SECONDS = 0.3
 LOGOUT_AFTER = 0.1
 #: How long a re-created record may live after the slow request was answered, seconds.
 SETTLE_TIMEOUT = 3.0
-#: Timeout of each HTTP request, seconds.
-REQUEST_TIMEOUT = 10.0
-SESSION_COOKIE = "session"
-EVENTS = "logout:events"
-TOMBSTONE_PREFIX = "logout:revoked-session:"
-INDEX_PREFIX = "logout:sessions-of:"
-EVERYWHERE = "/logout/everywhere"
-
-
-def sha256_hex(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 # -- real servers ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Stack:
-    """One app, its server command, and where its sessions live."""
-
-    name: str
-    #: ``python -m`` arguments serving the app on a port.
-    command: Callable[[int], list[str]]
-    #: The Redis key of a session, ``{sid}`` standing for the cookie's value.
-    session_key: str
-    #: ``LOGOUT_*`` settings beside ``LOGOUT_REDIS_URL``.
-    logout_env: dict[str, str] = field(default_factory=dict)
-
-    def record(self, sid: str) -> str:
-        return self.session_key.replace("{sid}", sid)
-
-    def pattern(self) -> str:
-        return self.session_key.replace("{sid}", "*")
-
-
-def _waitress(target: str) -> Callable[[int], list[str]]:
-    return lambda port: [
-        "waitress",
-        "--host=127.0.0.1",
-        f"--port={port}",
-        "--threads=8",
-        target,
-    ]
-
-
-def _uvicorn(target: str, *extra: str) -> Callable[[int], list[str]]:
-    return lambda port: [
-        "uvicorn",
-        target,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        *extra,
-    ]
-
-
-#: What every stack adds: the middleware learns whose sessions are whose, and offers
-#: logging out everywhere.
-EVERYWHERE_ENV = {
+#: What every stack adds: how long ``GET /slow`` waits, and the middleware learns whose
+#: sessions are whose, and offers logging out everywhere.
+SETTINGS = {
+    "SLOW_SECONDS": str(SLOW_SECONDS),
     "LOGOUT_SESSION_SUBJECT": "user",
-    "LOGOUT_EVERYWHERE_PATH": EVERYWHERE,
+    "LOGOUT_EVERYWHERE_PATH": EVERYWHERE_PATH,
 }
-FLASK = Stack(
+FLASK = ServedApp(
     name="flask",
-    command=_waitress("tests.adoption_apps.race_flask:app"),
+    command=waitress("tests.adoption_apps.race_flask:app", "--threads=8"),
     # Flask-Session's cookie and keys are the middleware's defaults.
     session_key="session:{sid}",
-    logout_env=EVERYWHERE_ENV,
+    env=SETTINGS,
 )
-FASTAPI = Stack(
+FASTAPI = ServedApp(
     name="fastapi",
-    command=_uvicorn("tests.adoption_apps.race_fastapi:app"),
+    command=uvicorn("tests.adoption_apps.race_fastapi:app"),
     session_key="starsessions.{sid}",
-    logout_env={"LOGOUT_SESSION_KEYS": "starsessions.{sid}", **EVERYWHERE_ENV},
+    env={"LOGOUT_SESSION_KEYS": "starsessions.{sid}", **SETTINGS},
 )
-FASTAPI_TWO_WORKERS = Stack(
+FASTAPI_TWO_WORKERS = ServedApp(
     name="fastapi --workers 2",
-    command=_uvicorn("tests.adoption_apps.race_fastapi:app", "--workers", "2"),
+    command=uvicorn("tests.adoption_apps.race_fastapi:app", "--workers", "2"),
     session_key="starsessions.{sid}",
-    logout_env={"LOGOUT_SESSION_KEYS": "starsessions.{sid}", **EVERYWHERE_ENV},
+    env={"LOGOUT_SESSION_KEYS": "starsessions.{sid}", **SETTINGS},
 )
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: IO[bytes]
-
-    def output(self) -> str:
-        """The server's output so far (its last 4000 characters)."""
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read().decode("utf-8", "replace")[-4000:]
-
-
-def server_env(stack: Stack, redis_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGOUT_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.update(
-        PYTHONUNBUFFERED="1",
-        REDIS_URL=redis_url,
-        LOGOUT_REDIS_URL=redis_url,
-        SLOW_SECONDS=str(SLOW_SECONDS),
-    )
-    env.update(stack.logout_env)
-    return env
-
-
-@contextlib.contextmanager
-def serving(stack: Stack, redis_url: str) -> Iterator[Server]:
-    """Serve ``stack`` on a free loopback port until it answers; always stop it."""
-    env = server_env(stack, redis_url)
-    with tempfile.TemporaryFile() as log:
-        for _attempt in range(3):
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            process = subprocess.Popen(
-                [sys.executable, "-m", *stack.command(port)],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                deadline = time.monotonic() + START_TIMEOUT
-                while time.monotonic() < deadline and process.poll() is None:
-                    try:
-                        httpx.get(url + "/", timeout=1.0)
-                    except httpx.TransportError:
-                        time.sleep(0.1)
-                        continue
-                    yield Server(url, process, log)
-                    return
-            finally:
-                stop_process(process)
-        log.seek(0)
-        output = log.read().decode("utf-8", "replace")[-3000:]
-    pytest.fail(f"the {stack.name} server did not start. Its output:\n{output}")
 
 
 # -- one race ------------------------------------------------------------------------------
@@ -218,33 +114,14 @@ class Outcome:
     sessions: int = 1
 
 
-def set_cookies_of(response: httpx.Response, name: str = SESSION_COOKIE) -> list[str]:
-    """The ``Set-Cookie`` values of ``response`` that set cookie ``name``."""
-    return [
-        value
-        for value in response.headers.get_list("set-cookie")
-        if value.split(";", 1)[0].split("=", 1)[0].strip() == name
-    ]
-
-
-def assert_expires_session_cookie(response: httpx.Response) -> None:
-    """The response deletes the session cookie (and does not set it to anything)."""
-    found = set_cookies_of(response)
-    assert len(found) == 1, response.headers.get_list("set-cookie")
-    value = found[0]
-    assert value.split(";", 1)[0].strip() == f"{SESSION_COOKIE}=", value
-    assert "max-age=0" in value.lower() or "1970" in value, value
-
-
-def wait_gone(client: redis.Redis, key: str, timeout: float) -> float | None:
-    """Poll until ``key`` does not exist; how long that took, or None if it stayed."""
-    start = time.monotonic()
-    while True:
-        if not client.exists(key):
-            return time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            return None
-        time.sleep(0.01)
+def log_in(client: httpx.Client, user: str) -> str:
+    """Log in as ``user``; the session cookie's value."""
+    login = client.post("/login", data={"username": user})
+    assert login.status_code == 200, login.text
+    assert login.text == f"Logged in as {user}.\n"
+    sid = client.cookies.get(SESSION_COOKIE)
+    assert sid, login.headers
+    return sid
 
 
 def pid_of(client: httpx.Client) -> int:
@@ -255,49 +132,33 @@ def pid_of(client: httpx.Client) -> int:
     return pid
 
 
-def index_members(client: redis.Redis, index: str) -> set[str]:
-    """The session hashes in a subject's index."""
-    return {m.decode() for m in cast("list[bytes]", client.zrange(index, 0, -1))}
+def client_of(url: str, clients: contextlib.ExitStack) -> httpx.Client:
+    """A new client of the server at ``url`` (its own cookie jar and connection), closed
+    with ``clients``."""
+    return clients.enter_context(httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT))
 
 
 def pinned_pair(url: str, clients: contextlib.ExitStack) -> tuple[httpx.Client, httpx.Client]:
     """Two clients whose kept-alive connections reach two different workers."""
-    first = clients.enter_context(httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT))
+    first = client_of(url, clients)
     first_pid = pid_of(first)
     for _try in range(60):
-        candidate = clients.enter_context(httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT))
+        candidate = client_of(url, clients)
         if pid_of(candidate) != first_pid:
             return first, candidate
     pytest.fail(f"60 connections all reached worker {first_pid}")
 
 
-def ours(pid: int, redis_url: str) -> bool:
-    """Whether process ``pid`` is still one of our server's workers: it runs, and its
-    environment has our ``LOGOUT_REDIS_URL`` (so a recycled pid is never taken for it)."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    return f"LOGOUT_REDIS_URL={redis_url}".encode() in environ.split(b"\0")
-
-
-def still_alive(pids: set[int], redis_url: str, timeout: float = 10.0) -> set[int]:
-    """The workers of ``pids`` still running after at most ``timeout`` seconds (their
-    server was stopped); those are killed."""
-    deadline = time.monotonic() + timeout
-    alive = {pid for pid in pids if ours(pid, redis_url)}
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.05)
-        alive = {pid for pid in alive if ours(pid, redis_url)}
-    for pid in alive:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return alive
+def workers_left_running(workers: set[int], redis_url: str) -> set[int]:
+    """Which of our server's ``workers`` (their environment has our
+    ``LOGOUT_REDIS_URL``) still run after it stopped (see
+    :func:`tests.servers.left_running`)."""
+    return left_running(workers, f"LOGOUT_REDIS_URL={redis_url}")
 
 
 def race(
     server: Server,
-    stack: Stack,
+    stack: ServedApp,
     redis_client: redis.Redis,
     user: str,
     *,
@@ -314,40 +175,22 @@ def race(
     goes over them); else fresh ones."""
     url = server.url
     with contextlib.ExitStack() as stack_of_clients:
-        browser = stack_of_clients.enter_context(
-            httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT)
-        )
-        slow_client = slow_client or stack_of_clients.enter_context(
-            httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT)
-        )
+        browser = client_of(url, stack_of_clients)
+        slow_client = slow_client or client_of(url, stack_of_clients)
         if logout_client is None:
-            logout_client = browser
-            if everywhere:
-                logout_client = stack_of_clients.enter_context(
-                    httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT)
-                )
+            logout_client = client_of(url, stack_of_clients) if everywhere else browser
 
-        login = browser.post("/login", data={"username": user})
-        assert login.status_code == 200, login.text
-        assert login.text == f"Logged in as {user}.\n"
-        sid = browser.cookies.get(SESSION_COOKIE)
-        assert sid, login.headers
+        sid = log_in(browser, user)
         key = stack.record(sid)
         assert redis_client.exists(key) == 1
         cookie = {"Cookie": f"{SESSION_COOKIE}={sid}"}
         other_sid = None
         if everywhere:
             # A second browser of the same user; one request from each indexes both.
-            assert logout_client.post("/login", data={"username": user}).status_code == 200
-            other_sid = logout_client.cookies.get(SESSION_COOKIE)
-            assert other_sid
+            other_sid = log_in(logout_client, user)
             assert browser.get("/").text == f"Logged in as {user}.\n"
             assert logout_client.get("/").text == f"Logged in as {user}.\n"
-            expected = {sha256_hex(sid), sha256_hex(other_sid)}
-            deadline = time.monotonic() + SETTLE_TIMEOUT
-            while index_members(redis_client, INDEX_PREFIX + sha256_hex(user)) != expected:
-                assert time.monotonic() < deadline, f"sessions of {user} not indexed"
-                time.sleep(0.01)
+            wait_indexed(redis_client, user, (sid, other_sid), SETTLE_TIMEOUT)
 
         slow: dict[str, object] = {}
 
@@ -362,7 +205,7 @@ def race(
         thread.start()
         time.sleep(LOGOUT_AFTER)
         if everywhere:
-            logout = logout_client.post(EVERYWHERE, headers={"Accept": "application/json"})
+            logout = logout_client.post(EVERYWHERE_PATH, headers=ACCEPT_JSON)
         else:
             logout = logout_client.post("/logout", headers=cookie)
         logout_answered = time.monotonic() - slow_started
@@ -378,22 +221,22 @@ def race(
             assert logout.json()["sessions_ended"] == 2
         else:
             assert logout.status_code == 303, logout.text
-        assert_expires_session_cookie(logout)
+        assert_expires_cookie(logout)
 
         # The slow request had loaded the session before the logout, and saved it
         # (its own Set-Cookie says so) after its wait.
         assert slow_response.status_code == 200, slow_response.text
-        assert slow_response.text == f"Logged in as {user}; hits=1.\n", server.output()
+        assert slow_response.text == f"Logged in as {user}; hits=1.\n", server.output(4000)
         raced = logout_answered < SLOW_SECONDS
 
         # The record the slow request wrote back is gone, soon after it was answered ...
-        lingered = wait_gone(redis_client, key, SETTLE_TIMEOUT)
+        lingered = waited(absent(redis_client, key), SETTLE_TIMEOUT)
         assert lingered is not None, (
             f"{stack.name}: the session record of {user} came back after the logout and "
-            f"stayed for {SETTLE_TIMEOUT} s\n{server.output()}"
+            f"stayed for {SETTLE_TIMEOUT} s\n{server.output(4000)}"
         )
         # ... and the logout's tombstone is there, with a lifetime.
-        tombstone = TOMBSTONE_PREFIX + sha256_hex(sid)
+        tombstone = tombstone_key(sid)
         assert redis_client.exists(tombstone) == 1
         assert redis_client.ttl(tombstone) > 0
 
@@ -401,7 +244,7 @@ def race(
         replay = httpx.get(url + "/", headers=cookie, timeout=REQUEST_TIMEOUT)
         assert replay.status_code == 200, replay.text
         assert replay.text == "Not logged in.\n"
-        assert_expires_session_cookie(replay)
+        assert_expires_cookie(replay)
         # The slow answer handed the old cookie back to its client, as it would to a
         # browser after the logout's expiry; that client's next request is logged out
         # too (on the slow route as well), and its cookie expired for good.
@@ -409,19 +252,19 @@ def race(
         again = slow_client.get("/slow")
         assert again.status_code == 200, again.text
         assert again.text == "Not logged in.\n"
-        assert_expires_session_cookie(again)
+        assert_expires_cookie(again)
         assert SESSION_COOKIE not in slow_client.cookies
 
         # Nothing brought the record back, nor left the other browser's.
         assert redis_client.exists(key) == 0
         if other_sid is not None:
-            assert wait_gone(redis_client, stack.record(other_sid), SETTLE_TIMEOUT) is not None
+            assert waited(absent(redis_client, stack.record(other_sid)), SETTLE_TIMEOUT) is not None
     return Outcome(raced=raced, lingered=lingered, sessions=2 if everywhere else 1)
 
 
 def run_trials(
     server: Server,
-    stack: Stack,
+    stack: ServedApp,
     redis_client: redis.Redis,
     trial: Callable[[int], Outcome],
     trials: int = TRIALS,
@@ -442,8 +285,8 @@ def run_trials(
 
     # Every trial left nothing behind: no session record at all, one audit entry each,
     # and a tombstone per ended session.
-    assert list(redis_client.scan_iter(match=stack.pattern())) == [], server.output()
-    assert redis_client.xlen(EVENTS) == len(outcomes)
+    assert list(redis_client.scan_iter(match=stack.records())) == [], server.output(4000)
+    assert redis_client.xlen(EVENTS_STREAM) == len(outcomes)
     tombstones = len(list(redis_client.scan_iter(match=TOMBSTONE_PREFIX + "*")))
     assert tombstones == sum(o.sessions for o in outcomes)
     return outcomes
@@ -453,30 +296,23 @@ def run_trials(
 
 
 @pytest.mark.parametrize("stack", [FLASK, FASTAPI], ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    ("everywhere", "trials"),
+    [(False, TRIALS), (True, EVERYWHERE_TRIALS)],
+    ids=["logout", "everywhere"],
+)
 def test_a_session_saved_after_logout_stays_logged_out(
-    stack: Stack, redis_url: str, redis_client: redis.Redis
+    stack: ServedApp, everywhere: bool, trials: int, redis_url: str, redis_client: redis.Redis
 ) -> None:
-    with serving(stack, redis_url) as server:
+    """The race, ended by the slow request's own browser logging out, or (``everywhere``)
+    by the user's other browser logging out everywhere."""
+    with stack.serve(redis_url) as server:
         run_trials(
             server,
             stack,
             redis_client,
-            lambda n: race(server, stack, redis_client, f"user{n}"),
-        )
-
-
-@pytest.mark.parametrize("stack", [FLASK, FASTAPI], ids=lambda s: s.name)
-def test_a_session_saved_after_logout_everywhere_stays_logged_out(
-    stack: Stack, redis_url: str, redis_client: redis.Redis
-) -> None:
-    """The same race, ended by the user's other browser logging out everywhere."""
-    with serving(stack, redis_url) as server:
-        run_trials(
-            server,
-            stack,
-            redis_client,
-            lambda n: race(server, stack, redis_client, f"user{n}", everywhere=True),
-            trials=EVERYWHERE_TRIALS,
+            lambda n: race(server, stack, redis_client, f"user{n}", everywhere=everywhere),
+            trials=trials,
         )
 
 
@@ -491,7 +327,7 @@ def test_across_two_uvicorn_workers_a_session_saved_after_logout_stays_logged_ou
     to a known worker (``GET /pid`` before and after the race)."""
     stack = FASTAPI_TWO_WORKERS
     workers: set[int] = set()
-    with serving(stack, redis_url) as server:
+    with stack.serve(redis_url) as server:
 
         def cross_process(n: int) -> Outcome:
             with contextlib.ExitStack() as clients:
@@ -514,7 +350,7 @@ def test_across_two_uvicorn_workers_a_session_saved_after_logout_stays_logged_ou
 
         run_trials(server, stack, redis_client, cross_process, trials=CROSS_PROCESS_TRIALS)
     assert len(workers) == 2
-    assert not still_alive(workers, redis_url), (
+    assert not workers_left_running(workers, redis_url), (
         "uvicorn workers left running after the server stopped"
     )
 
@@ -526,39 +362,30 @@ def test_across_two_uvicorn_workers_everywhere_deletes_the_other_workers_record(
     has seen: the logging-out worker cannot name its record (no session id is stored),
     so the other worker's follower deletes it when the audit entry arrives."""
     stack = FASTAPI_TWO_WORKERS
-    index = "logout:sessions-of:" + sha256_hex("alice")
-    with serving(stack, redis_url) as server, contextlib.ExitStack() as clients:
+    with stack.serve(redis_url) as server, contextlib.ExitStack() as clients:
         here, there = pinned_pair(server.url, clients)
         workers = {pid_of(here), pid_of(there)}
         sids: list[str] = []
         for client in (here, there):
-            assert client.post("/login", data={"username": "alice"}).status_code == 200
-            sid = client.cookies.get(SESSION_COOKIE)
-            assert sid
-            sids.append(sid)
+            sids.append(log_in(client, "alice"))
             assert client.get("/").text == "Logged in as alice.\n"
-        expected = {sha256_hex(sid) for sid in sids}
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        while index_members(redis_client, index) != expected:
-            assert time.monotonic() < deadline, "the two sessions were not indexed"
-            time.sleep(0.02)
+        wait_indexed(redis_client, "alice", sids, SETTLE_TIMEOUT)
 
-        answer = here.post("/logout/everywhere", headers={"Accept": "application/json"})
+        answer = here.post(EVERYWHERE_PATH, headers=ACCEPT_JSON)
         assert answer.status_code == 200, answer.text
         assert answer.json()["sessions_ended"] == 2
         for sid in sids:
-            assert wait_gone(redis_client, stack.record(sid), SETTLE_TIMEOUT) is not None, (
-                f"record of a session ended everywhere still there\n{server.output()}"
+            assert waited(absent(redis_client, stack.record(sid)), SETTLE_TIMEOUT) is not None, (
+                f"record of a session ended everywhere still there\n{server.output(4000)}"
             )
         # The other worker's browser is logged out on its next request, cookie expired.
         replay = there.get("/")
         assert replay.text == "Not logged in.\n"
-        assert_expires_session_cookie(replay)
+        assert_expires_cookie(replay)
         assert {pid_of(here), pid_of(there)} == workers  # each stayed on its worker
-        entries: Any = redis_client.xrange(EVENTS)
-        (entry,) = [{k.decode(): v.decode() for k, v in fields.items()} for _id, fields in entries]
+        (entry,) = audit_entries(redis_client)
         assert entry["reason"] == "everywhere"
         assert entry["sessions_ended"] == "2"
-    assert not still_alive(workers, redis_url), (
+    assert not workers_left_running(workers, redis_url), (
         "uvicorn workers left running after the server stopped"
     )

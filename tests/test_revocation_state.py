@@ -3,12 +3,10 @@ what ordinary requests pay, every test on both adapters against a real Redis."""
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, cast
 
-import jwt
 import msgspec
 import pytest
 import redis
@@ -16,29 +14,33 @@ import redis
 from logout_middleware import LogoutConfig, revoke
 
 from .harness import KINDS, Harness, Kind, harness
+from .servers import (
+    ACCEPT_JSON,
+    EVERYWHERE_PATH,
+    EVERYWHERE_SETTINGS,
+    INDEX_PREFIX,
+    audit_entries,
+    flask_session_record,
+    hs256_token,
+    index_key,
+    index_members,
+    not_before_key,
+    sha256_hex,
+    tombstone_key,
+    wait_until,
+)
 
 SID = "s3ss10n-a-1d"
 OTHER_SID = "s3ss10n-b-2e"
-SECRET = "jwt-secret-for-tests-0123456789abcdef"
-EVERYWHERE = "/logout/everywhere"
-JSON = {"Accept": "application/json"}
-
-
-def sha(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def record(user: str) -> bytes:
     """A session record as Flask-Session 0.8 writes it (msgpack of the session dict)."""
-    return msgspec.msgpack.encode({"user": user, "_permanent": True})
+    return flask_session_record(user, _permanent=True)
 
 
 def cookie(sid: str, *others: str) -> dict[str, str]:
     return {"Cookie": "; ".join((f"session={sid}", *others))}
-
-
-def token(sub: str, iat: int, key: str = SECRET) -> str:
-    return jwt.encode({"sub": sub, "iat": iat, "exp": iat + 600}, key, algorithm="HS256")
 
 
 def bearer(value: str) -> dict[str, str]:
@@ -50,13 +52,12 @@ def calls(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
+def sessions_of_ann(h: Harness, redis_client: redis.Redis, *sids: str) -> None:
+    """Ann's session records at ``sids``, each seen once by the middleware (which indexes
+    them under her)."""
+    for sid in sids:
+        redis_client.set(f"session:{sid}", record("ann"))
+        h.request("GET", "/page", headers=cookie(sid))
 
 
 def live(h: Harness) -> bool:
@@ -66,11 +67,6 @@ def live(h: Harness) -> bool:
 
 def expired_session(reply_cookies: Iterable[str]) -> bool:
     return any(c.startswith("session=;") and "Max-Age=0" in c for c in reply_cookies)
-
-
-def index_members(client: redis.Redis, subject: str) -> set[str]:
-    found = cast("list[bytes]", client.zrange(f"logout:sessions-of:{sha(subject)}", 0, -1))
-    return {m.decode() for m in found}
 
 
 # -- session tombstones ------------------------------------------------------------------
@@ -86,13 +82,13 @@ def test_revoked_session_cookie_is_taken_out_and_its_record_deleted(
     redis_client.set(f"session:{SID}", record("ann"))
     with harness(kind, redis_url) as h:
         assert h.post_logout(headers=cookie(SID)).status == 303
-        assert redis_client.exists(f"logout:revoked-session:{sha(SID)}") == 1
+        assert redis_client.exists(tombstone_key(SID)) == 1
         redis_client.set(f"session:{SID}", record("ann"))  # the late save
         reply = h.request("GET", "/page", headers=cookie(SID, "theme=dark"))
         assert reply.status == 200
         assert h.seen.cookies[-1] == "theme=dark"
         assert expired_session(reply.set_cookies)
-        assert wait_for(lambda: redis_client.exists(f"session:{SID}") == 0)
+        assert wait_until(lambda: redis_client.exists(f"session:{SID}") == 0)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -145,10 +141,10 @@ def test_subject_learned_once_and_session_indexed(
         for _ in range(3):
             assert h.request("GET", "/page", headers=cookie(SID)).status == 200
         assert calls(redis_client).get("get") == 1
-    assert index_members(redis_client, "ann") == {sha(SID)}
-    score = cast("float", redis_client.zscore(f"logout:sessions-of:{sha('ann')}", sha(SID)))
+    assert index_members(redis_client, "ann") == {sha256_hex(SID)}
+    score = cast("float", redis_client.zscore(index_key("ann"), sha256_hex(SID)))
     assert time.time() + 3500 < score <= time.time() + 3600
-    assert 3500 < int(redis_client.ttl(f"logout:sessions-of:{sha('ann')}")) <= 3600
+    assert 3500 < int(redis_client.ttl(index_key("ann"))) <= 3600
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -159,7 +155,7 @@ def test_logout_event_says_who_and_unindexes(
     events: list[Any] = []
     with harness(kind, redis_url, on_logout=events.append, session_subject="user") as h:
         h.request("GET", "/page", headers=cookie(SID))
-        assert index_members(redis_client, "ann") == {sha(SID)}
+        assert index_members(redis_client, "ann") == {sha256_hex(SID)}
         h.post_logout(headers=cookie(SID))
     (event,) = events
     assert (event.type, event.reason, event.subject, event.subject_source) == (
@@ -175,30 +171,16 @@ def test_logout_event_says_who_and_unindexes(
 # -- everywhere ------------------------------------------------------------------------------
 
 
-def everywhere(kind: Kind, redis_url: str, **settings: Any) -> Any:
-    return harness(
-        kind,
-        redis_url,
-        everywhere_path=EVERYWHERE,
-        session_subject="user",
-        jwt_key=SECRET,
-        **settings,
-    )
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_everywhere_ends_every_session_and_earlier_jwts(
     kind: Kind, redis_url: str, redis_client: redis.Redis
 ) -> None:
-    redis_client.set(f"session:{SID}", record("ann"))
-    redis_client.set(f"session:{OTHER_SID}", record("ann"))
-    old = token("ann", int(time.time()) - 30)
-    with everywhere(kind, redis_url) as h:
-        for sid in (SID, OTHER_SID):
-            h.request("GET", "/page", headers=cookie(sid))
-        assert index_members(redis_client, "ann") == {sha(SID), sha(OTHER_SID)}
+    old = hs256_token("ann", int(time.time()) - 30)
+    with harness(kind, redis_url, **EVERYWHERE_SETTINGS) as h:
+        sessions_of_ann(h, redis_client, SID, OTHER_SID)
+        assert index_members(redis_client, "ann") == {sha256_hex(SID), sha256_hex(OTHER_SID)}
         assert h.request("GET", "/api", headers=bearer(old)).status == 200
-        reply = h.request("POST", EVERYWHERE, headers={**cookie(SID), **JSON})
+        reply = h.request("POST", EVERYWHERE_PATH, headers={**cookie(SID), **ACCEPT_JSON})
         assert reply.status == 200
         body = reply.json()
         assert body["success"] is True
@@ -215,9 +197,9 @@ def test_everywhere_ends_every_session_and_earlier_jwts(
         refused = h.request("GET", "/api", headers=bearer(old))
         assert refused.status == 401
         assert refused.json()["error"] == "invalid_token"
-        newer = token("ann", int(not_before) + 1)
+        newer = hs256_token("ann", int(not_before) + 1)
         assert h.request("GET", "/api", headers=bearer(newer)).status == 200
-        same_second = token("ann", int(not_before))
+        same_second = hs256_token("ann", int(not_before))
         assert h.request("GET", "/api", headers=bearer(same_second)).status == 401
 
 
@@ -225,24 +207,20 @@ def test_everywhere_ends_every_session_and_earlier_jwts(
 def test_everywhere_entry_says_who_and_what(
     kind: Kind, redis_url: str, redis_client: redis.Redis
 ) -> None:
-    redis_client.set(f"session:{SID}", record("ann"))
-    redis_client.set(f"session:{OTHER_SID}", record("ann"))
-    with everywhere(kind, redis_url) as h:
-        for sid in (SID, OTHER_SID):
-            h.request("GET", "/page", headers=cookie(sid))
-        assert h.request("POST", EVERYWHERE, headers=cookie(SID)).status == 303
-    raw = cast("list[tuple[bytes, dict[bytes, bytes]]]", redis_client.xrange("logout:events"))
-    (entry,) = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in raw]
+    with harness(kind, redis_url, **EVERYWHERE_SETTINGS) as h:
+        sessions_of_ann(h, redis_client, SID, OTHER_SID)
+        assert h.request("POST", EVERYWHERE_PATH, headers=cookie(SID)).status == 303
+    (entry,) = audit_entries(redis_client)
     assert entry["type"] == "session_end"
     assert entry["reason"] == "everywhere"
     assert entry["subject"] == "ann"
     assert entry["subject_source"] == "session"
     assert entry["sessions_ended"] == "2"
-    assert entry["session_id_hash"] == sha(SID)
-    assert entry["ended_sessions"] == sha(OTHER_SID)
+    assert entry["session_id_hash"] == sha256_hex(SID)
+    assert entry["ended_sessions"] == sha256_hex(OTHER_SID)
     assert float(entry["not_before"]) > 0
-    assert SID not in str(raw)
-    assert OTHER_SID not in str(raw)
+    assert SID not in str(entry)
+    assert OTHER_SID not in str(entry)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -251,46 +229,46 @@ def test_everywhere_entry_says_who_and_what(
     [
         {},
         {"Cookie": f"session={SID}"},  # a session with no record: no subject
-        bearer(token("ann", 1_700_000_000, key="not-the-configured-key-0123456789abcdef")),
+        bearer(hs256_token("ann", 1_700_000_000, "not-the-configured-key-0123456789abcdef")),
     ],
     ids=["nothing", "session-without-subject", "unverified-jwt"],
 )
 def test_everywhere_without_trusted_subject_is_400_and_changes_nothing(
     kind: Kind, headers: dict[str, str], redis_url: str, redis_client: redis.Redis
 ) -> None:
-    with everywhere(kind, redis_url) as h:
-        reply = h.request("POST", EVERYWHERE, headers=headers)
+    with harness(kind, redis_url, **EVERYWHERE_SETTINGS) as h:
+        reply = h.request("POST", EVERYWHERE_PATH, headers=headers)
     assert reply.status == 400
     assert reply.json()["error"] == "unknown_subject"
     assert reply.set_cookies == []
-    assert [k for k in redis_client.scan_iter() if not k.startswith(b"logout:sessions-of:")] == []
+    assert [k for k in redis_client.scan_iter() if not k.startswith(INDEX_PREFIX.encode())] == []
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_everywhere_with_verified_jwt(
     kind: Kind, redis_url: str, redis_client: redis.Redis
 ) -> None:
-    own = token("ann", int(time.time()) - 5)
-    with everywhere(kind, redis_url) as h:
-        reply = h.request("POST", EVERYWHERE, headers={**bearer(own), **JSON})
+    own = hs256_token("ann", int(time.time()) - 5)
+    with harness(kind, redis_url, **EVERYWHERE_SETTINGS) as h:
+        reply = h.request("POST", EVERYWHERE_PATH, headers={**bearer(own), **ACCEPT_JSON})
         assert reply.status == 200
         assert reply.json()["tokens_ended"] == 1
         assert h.request("GET", "/api", headers=bearer(own)).status == 401
-    assert redis_client.exists(f"logout:not-before:{sha('ann')}") == 1
+    assert redis_client.exists(not_before_key("ann")) == 1
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_everywhere_get_is_405(kind: Kind, redis_url: str) -> None:
-    with everywhere(kind, redis_url) as h:
-        reply = h.request("GET", EVERYWHERE)
+    with harness(kind, redis_url, **EVERYWHERE_SETTINGS) as h:
+        reply = h.request("GET", EVERYWHERE_PATH)
     assert reply.status == 405
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_everywhere_cross_site_is_403(kind: Kind, redis_url: str) -> None:
-    with everywhere(kind, redis_url) as h:
+    with harness(kind, redis_url, **EVERYWHERE_SETTINGS) as h:
         reply = h.request(
-            "POST", EVERYWHERE, headers={**cookie(SID), "Sec-Fetch-Site": "cross-site"}
+            "POST", EVERYWHERE_PATH, headers={**cookie(SID), "Sec-Fetch-Site": "cross-site"}
         )
     assert reply.status == 403
 
@@ -306,10 +284,10 @@ def test_steady_state_costs_no_round_trip(
     bearer JWT are answered from the mirror once it is live: no Redis command at all
     besides the follower's blocking XREAD."""
     redis_client.set(f"session:{SID}", record("ann"))
-    headers = {**cookie(SID), **bearer(token("ann", int(time.time())))}
+    headers = {**cookie(SID), **bearer(hs256_token("ann", int(time.time())))}
     with harness(kind, redis_url, session_subject="user") as h:
         assert h.request("GET", "/page", headers=headers).status == 200
-        assert wait_for(lambda: live(h))
+        assert wait_until(lambda: live(h))
         h.request("GET", "/page", headers=headers)
         before = calls(redis_client)
         for _ in range(20):
@@ -327,7 +305,7 @@ def test_without_cache_one_pipelined_check(
 ) -> None:
     """Without the cache, each request with a session cookie and a JWT asks Redis in one
     pipeline: the tombstone, the denylist key and the subject's not-before."""
-    headers = {**cookie(SID), **bearer(token("ann", int(time.time())))}
+    headers = {**cookie(SID), **bearer(hs256_token("ann", int(time.time())))}
     with harness(kind, redis_url, revocation_cache=False) as h:
         h.request("GET", "/page", headers=headers)
         before = calls(redis_client)
@@ -343,7 +321,7 @@ def test_revoked_session_without_cache_is_still_taken_out(
 ) -> None:
     """A tombstone written by another process, seen through Redis (no mirror)."""
     with harness(kind, redis_url, revocation_cache=False) as h:
-        redis_client.set(f"logout:revoked-session:{sha(SID)}", b"1")
+        redis_client.set(tombstone_key(SID), b"1")
         reply = h.request("GET", "/page", headers=cookie(SID, "a=b"))
     assert h.seen.cookies[-1] == "a=b"
     assert expired_session(reply.set_cookies)
@@ -357,20 +335,20 @@ def test_revoke_from_code_reaches_running_middleware(
     kind: Kind, redis_url: str, redis_client: redis.Redis
 ) -> None:
     redis_client.set(f"session:{SID}", record("ann"))
-    old = token("ann", int(time.time()) - 5)
+    old = hs256_token("ann", int(time.time()) - 5)
     opaque = "opaque-token-to-revoke"
     with harness(kind, redis_url, session_subject="user") as h:
         h.request("GET", "/page", headers={**cookie(SID), **bearer(old)})
-        assert wait_for(lambda: live(h))
+        assert wait_until(lambda: live(h))
         event = revoke(subject="ann", token=opaque, config=LogoutConfig(redis_url=redis_url))
         assert (event.reason, event.subject_source, event.sessions_ended) == ("admin", "admin", 1)
         assert event.tokens_ended == 1
         # The stream delivers it to this middleware's mirror: no Redis check needed.
-        assert wait_for(lambda: h.request("GET", "/api", headers=bearer(old)).status == 401)
+        assert wait_until(lambda: h.request("GET", "/api", headers=bearer(old)).status == 401)
         assert h.request("GET", "/api", headers=bearer(opaque)).status == 401
         h.request("GET", "/page", headers=cookie(SID))
         assert h.seen.cookies[-1] == ""
-    assert wait_for(lambda: redis_client.exists(f"session:{SID}") == 0)
+    assert wait_until(lambda: redis_client.exists(f"session:{SID}") == 0)
 
 
 def test_forked_worker_does_not_trust_its_parents_mirror(
@@ -380,13 +358,13 @@ def test_forked_worker_does_not_trust_its_parents_mirror(
     copy of the mirror may go stale, so it is marked not live and a follower started."""
     with harness("wsgi", redis_url) as h:
         h.request("GET", "/page", headers=cookie(SID))
-        assert wait_for(lambda: live(h))
+        assert wait_until(lambda: live(h))
         store = h.middleware.store
         store._follower_pid = -1  # what os.getpid() no longer equals after a fork
         store.follow()
         assert not h.middleware.core.mirror.live
         assert store._follower_pid > 0
-        assert wait_for(lambda: live(h))
+        assert wait_until(lambda: live(h))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -404,11 +382,11 @@ def test_login_in_an_anonymous_session_is_learned_at_once(
         h.request("GET", "/page", headers=cookie(SID))  # a safe request: not read again
         assert index_members(redis_client, "ann") == set()
         h.request("POST", "/login", headers=cookie(SID))
-        assert index_members(redis_client, "ann") == {sha(SID)}
+        assert index_members(redis_client, "ann") == {sha256_hex(SID)}
         redis_client.set(f"session:{SID}", record("bob"))  # bob logs in on the same browser
         h.request("POST", "/login", headers=cookie(SID))
         assert index_members(redis_client, "ann") == set()
-        assert index_members(redis_client, "bob") == {sha(SID)}
+        assert index_members(redis_client, "bob") == {sha256_hex(SID)}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -425,7 +403,7 @@ def test_get_that_saves_an_anonymous_session_is_learned_at_once(
         assert index_members(redis_client, "ann") == set()
         h.seen.set_cookie = f"session={SID}; Path=/; HttpOnly"
         h.request("GET", "/auth/callback", headers=cookie(SID))
-        assert wait_for(lambda: index_members(redis_client, "ann") == {sha(SID)})
+        assert wait_until(lambda: index_members(redis_client, "ann") == {sha256_hex(SID)})
         # Known now: a response setting the cookie again costs no read.
         before = calls(redis_client).get("get", 0)
         h.request("GET", "/page", headers=cookie(SID))

@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-import redis
-from flask import Flask, Response, jsonify, request, session
+from flask import Response, jsonify, request, session
 from flask_login import LoginManager, current_user, login_required, login_user
-from flask_session import Session
 
 from logout_middleware import WSGILogoutMiddleware
+from tests.servers import flask_app_with_redis_sessions, text_response
 
 JWT_SECRET = os.environ["JWT_SECRET"]
 JWT_ALGORITHM = "HS256"
@@ -56,14 +55,7 @@ class User:
 USERS = {"alice": User("1", "alice"), "bob": User("2", "bob")}
 BY_ID = {user.id: user for user in USERS.values()}
 
-app = Flask(__name__)
-app.config.update(
-    SECRET_KEY=os.environ.get("SECRET_KEY") or secrets.token_hex(32),
-    SESSION_TYPE="redis",
-    SESSION_REDIS=redis.Redis.from_url(os.environ["REDIS_URL"]),
-    SESSION_COOKIE_NAME="session",
-)
-Session(app)
+app = flask_app_with_redis_sessions(__name__)
 login_manager = LoginManager(app)
 
 
@@ -74,26 +66,22 @@ def load_user(user_id: str) -> User | None:
 login_manager.user_loader(load_user)
 
 
-def _text(body: str, status: int = 200) -> Response:
-    return Response(body + "\n", status=status, mimetype="text/plain")
-
-
 @app.post("/login")
 def login() -> Response:
     user = USERS.get(request.form.get("username", ""))
     if user is None:
         session["failed_logins"] = int(session.get("failed_logins", 0)) + 1
-        return _text("Unknown user.", 401)
+        return text_response("Unknown user.", 401)
     session.pop("failed_logins", None)
     login_user(user)
-    return _text(f"Logged in as {user.name}.")
+    return text_response(f"Logged in as {user.name}.")
 
 
 @app.get("/")
 def index() -> Response:
     if not current_user.is_authenticated:
-        return _text("Not logged in.")
-    return _text(f"Logged in as {current_user.name}.")
+        return text_response("Not logged in.")
+    return text_response(f"Logged in as {current_user.name}.")
 
 
 def issue_token() -> Response:

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import os
 
-import redis.asyncio
 from authlib.integrations.starlette_client import OAuth
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse
 from starlette.responses import Response
-from starsessions import SessionAutoloadMiddleware, SessionMiddleware
-from starsessions.stores.redis import RedisStore
 
 from logout_middleware import LogoutMiddleware
+from tests.servers import add_redis_sessions
 
 ISSUER = os.environ["OIDC_ISSUER"].rstrip("/")
 APP_BASE_URL = os.environ["APP_BASE_URL"].rstrip("/")
@@ -67,12 +65,5 @@ async def index(request: Request) -> PlainTextResponse:
     return PlainTextResponse(f"Logged in as {user['sub']}.\n")
 
 
-app.add_middleware(SessionAutoloadMiddleware)
-app.add_middleware(
-    SessionMiddleware,
-    store=RedisStore(connection=redis.asyncio.Redis.from_url(os.environ["REDIS_URL"])),
-    cookie_name="session",
-    cookie_https_only=False,
-    lifetime=3600,
-)
+add_redis_sessions(app)
 app.add_middleware(LogoutMiddleware)

@@ -18,27 +18,18 @@ variables only.
 from __future__ import annotations
 
 import os
-import secrets
 
-import redis
 from authlib.integrations.flask_client import OAuth
-from flask import Flask, Response, redirect, session
-from flask_session import Session
+from flask import Response, redirect, session
 from werkzeug.wrappers import Response as BaseResponse
 
 from logout_middleware import WSGILogoutMiddleware
+from tests.servers import flask_app_with_redis_sessions, text_response
 
 ISSUER = os.environ["OIDC_ISSUER"].rstrip("/")
 APP_BASE_URL = os.environ["APP_BASE_URL"].rstrip("/")
 
-app = Flask(__name__)
-app.config.update(
-    SECRET_KEY=os.environ.get("SECRET_KEY") or secrets.token_hex(32),
-    SESSION_TYPE="redis",
-    SESSION_REDIS=redis.Redis.from_url(os.environ["REDIS_URL"]),
-    SESSION_COOKIE_NAME="session",
-)
-Session(app)
+app = flask_app_with_redis_sessions(__name__)
 
 oauth = OAuth(app)
 oauth.register(
@@ -49,10 +40,6 @@ oauth.register(
     # requests has no timeout of its own: default_timeout bounds every call to the provider.
     client_kwargs={"scope": "openid", "code_challenge_method": "S256", "default_timeout": 10},
 )
-
-
-def _text(body: str, status: int = 200) -> Response:
-    return Response(body + "\n", status=status, mimetype="text/plain")
 
 
 @app.get("/login")
@@ -73,8 +60,8 @@ def callback() -> BaseResponse:
 def index() -> Response:
     user = session.get("user")
     if not isinstance(user, dict) or not user.get("sub"):
-        return _text("Not logged in.")
-    return _text(f"Logged in as {user['sub']}.")
+        return text_response("Not logged in.")
+    return text_response(f"Logged in as {user['sub']}.")
 
 
 app.wsgi_app = WSGILogoutMiddleware(app.wsgi_app)  # type: ignore[method-assign]

@@ -22,13 +22,12 @@ import asyncio
 import os
 from urllib.parse import parse_qs
 
-import redis.asyncio
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
-from starsessions import SessionAutoloadMiddleware, SessionMiddleware, regenerate_session_id
-from starsessions.stores.redis import RedisStore
+from starsessions import regenerate_session_id
 
 from logout_middleware import LogoutMiddleware
+from tests.servers import add_redis_sessions
 
 #: How long ``GET /slow`` keeps the session loaded before saving it, seconds.
 SLOW_SECONDS = float(os.environ.get("SLOW_SECONDS", "0.3"))
@@ -73,13 +72,6 @@ async def pid() -> dict[str, int]:
     return {"pid": os.getpid()}
 
 
-app.add_middleware(SessionAutoloadMiddleware)
-app.add_middleware(
-    SessionMiddleware,
-    store=RedisStore(connection=redis.asyncio.from_url(os.environ["REDIS_URL"])),
-    cookie_name="session",
-    cookie_https_only=False,
-    lifetime=3600,
-)
+add_redis_sessions(app)
 # Added last, so outermost: it sees every request before starsessions does.
 app.add_middleware(LogoutMiddleware)

@@ -19,53 +19,42 @@ from __future__ import annotations
 import os
 import time
 
-import redis
-from flask import Flask, Response, request, session
-from flask_session import Session
+from flask import Response, request, session
 
 from logout_middleware import WSGILogoutMiddleware
+from tests.servers import flask_app_with_redis_sessions, text_response
 
 #: How long ``GET /slow`` keeps the session loaded before saving it, seconds.
 SLOW_SECONDS = float(os.environ.get("SLOW_SECONDS", "0.3"))
 
-app = Flask(__name__)
-app.config.update(
-    SESSION_TYPE="redis",
-    SESSION_REDIS=redis.Redis.from_url(os.environ["REDIS_URL"]),
-    SESSION_COOKIE_NAME="session",
-)
-Session(app)
-
-
-def _text(body: str, status: int = 200) -> Response:
-    return Response(body + "\n", status=status, mimetype="text/plain")
+app = flask_app_with_redis_sessions(__name__)
 
 
 @app.post("/login")
 def login() -> Response:
     user = request.form.get("username", "").strip()
     if not user:
-        return _text("Bad Request: give a user name.", 400)
+        return text_response("Bad Request: give a user name.", 400)
     session.clear()
     session["user"] = user
-    return _text(f"Logged in as {user}.")
+    return text_response(f"Logged in as {user}.")
 
 
 @app.get("/")
 def index() -> Response:
     user = session.get("user")
-    return _text("Not logged in." if user is None else f"Logged in as {user}.")
+    return text_response("Not logged in." if user is None else f"Logged in as {user}.")
 
 
 @app.get("/slow")
 def slow() -> Response:
     user = session.get("user")
     if user is None:
-        return _text("Not logged in.")
+        return text_response("Not logged in.")
     hits = int(session.get("hits", 0))
     time.sleep(SLOW_SECONDS)
     session["hits"] = hits + 1
-    return _text(f"Logged in as {user}; hits={hits + 1}.")
+    return text_response(f"Logged in as {user}; hits={hits + 1}.")
 
 
 app.wsgi_app = WSGILogoutMiddleware(app.wsgi_app)  # type: ignore[method-assign]
