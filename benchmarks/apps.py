@@ -7,6 +7,15 @@ Pass-through:
   same logic written as a Starlette ``BaseHTTPMiddleware`` (the common alternative).
 * WSGI: :func:`bare_wsgi`, a minimal raw WSGI app (in-process only), and
   :func:`flask_app`, a minimal Flask app, alone and behind each variant.
+* The floors of a pass-through (in-process): :class:`FloorASGI` and :func:`floor_wsgi`,
+  the least a logout middleware can do, a path comparison, and
+  :func:`empty_asgi`/:func:`empty_wsgi`, one more call and nothing else.
+
+Servers run each app by name (:data:`ASGI_APPS`, :data:`WSGI_APPS`): besides the bare
+app, each variant also runs as a second process (``<variant>-2``, for logouts of
+sessions that process has just served), and the logout-everywhere section runs two
+processes of the first variant with ``LOGOUT_EVERYWHERE_PATH`` and
+``LOGOUT_SESSION_SUBJECT`` set (``everywhere``, ``everywhere-2``).
 
 Logout, the hand-written alternatives doing the same work as the middleware (delete the
 session key, revoke the bearer token, write the audit entry, expire the cookie, redirect
@@ -31,7 +40,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.types import ASGIApp, Receive, Scope, Send
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from .variants import VARIANTS, variant
+from .traffic import EVERYWHERE_PATH, SUBJECT_FIELD
+from .variants import VARIANTS, Variant, variant
 
 if TYPE_CHECKING:
     import flask
@@ -39,9 +49,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ASGI_APPS",
+    "EVERYWHERE",
     "WSGI_APPS",
     "ASGIApp",
     "BaseHTTPLogout",
+    "FloorASGI",
     "asgi_app",
     "bare_asgi",
     "bare_wsgi",
@@ -50,6 +62,7 @@ __all__ = [
     "fastapi_routes",
     "flask_app",
     "flask_routes",
+    "floor_wsgi",
     "wsgi_app",
 ]
 
@@ -91,6 +104,35 @@ def empty_asgi(app: ASGIApp) -> ASGIApp:
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         await app(scope, receive, send)
+
+    return middleware
+
+
+class FloorASGI:
+    """The floor of a pass-through: a minimal pure ASGI class that compares the path
+    with its own URI and passes every other request on, untouched (what any logout
+    middleware must do at least). Its own URI answers ``204``."""
+
+    def __init__(self, app: ASGIApp, path: str = LOGOUT_PATH) -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self.path:
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await self.app(scope, receive, send)
+
+
+def floor_wsgi(app: WSGIApplication, path: str = LOGOUT_PATH) -> WSGIApplication:
+    """The WSGI twin of :class:`FloorASGI`: compare ``PATH_INFO``, pass the rest on."""
+
+    def middleware(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == path:
+            start_response("204 No Content", [])
+            return [b""]
+        return app(environ, start_response)
 
     return middleware
 
@@ -263,16 +305,28 @@ def flask_routes(redis_url: str) -> flask.Flask:
     return app
 
 
-#: ASGI apps served by uvicorn, by name; each takes the Redis URL.
-ASGI_APPS: tuple[str, ...] = (
-    "bare",
-    "bare-aa",
-    *(v.name for v in VARIANTS),
-    "basehttp",
-    "fastapi-routes",
+#: The configuration of the logout-everywhere section: the first variant with an
+#: everywhere URI and the subject's place in session records.
+EVERYWHERE = VARIANTS[0].with_settings(
+    "everywhere",
+    f"{VARIANTS[0].label}, everywhere URI",
+    everywhere_path=EVERYWHERE_PATH,
+    session_subject=SUBJECT_FIELD,
 )
+#: Apps served as more than one process: ``<name>-2`` is a second process of ``<name>``.
+_TWICE = (*(v.name for v in VARIANTS), EVERYWHERE.name)
+_MIDDLEWARES = (*_TWICE, *(f"{name}-2" for name in _TWICE))
+
+#: ASGI apps served by uvicorn, by name; each takes the Redis URL.
+ASGI_APPS: tuple[str, ...] = ("bare", "bare-aa", *_MIDDLEWARES, "basehttp", "fastapi-routes")
 #: WSGI apps served by waitress, by name (all Flask apps).
-WSGI_APPS: tuple[str, ...] = ("bare", "bare-aa", *(v.name for v in VARIANTS), "flask-routes")
+WSGI_APPS: tuple[str, ...] = ("bare", "bare-aa", *_MIDDLEWARES, "flask-routes")
+
+
+def _variant(name: str) -> Variant:
+    """The variant served as app ``name`` (``<variant>`` or ``<variant>-2``)."""
+    name = name.removesuffix("-2")
+    return EVERYWHERE if name == EVERYWHERE.name else variant(name)
 
 
 def asgi_app(name: str, redis_url: str) -> ASGIApp:
@@ -285,7 +339,7 @@ def asgi_app(name: str, redis_url: str) -> ASGIApp:
         return BaseHTTPLogout(bare_asgi, redis_url)
     if name == "fastapi-routes":
         return fastapi_routes(redis_url)
-    return variant(name).wrap_asgi(bare_asgi, redis_url)
+    return _variant(name).wrap_asgi(bare_asgi, redis_url)
 
 
 def wsgi_app(name: str, redis_url: str) -> WSGIApplication:
@@ -296,4 +350,4 @@ def wsgi_app(name: str, redis_url: str) -> WSGIApplication:
         return flask_app()
     if name == "flask-routes":
         return flask_routes(redis_url)
-    return variant(name).wrap_wsgi(flask_app(), redis_url)
+    return _variant(name).wrap_wsgi(flask_app(), redis_url)

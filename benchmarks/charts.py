@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
-from .inprocess import GROUPS
+from .inprocess import FLOOR_LABEL, GROUPS
 from .sections import STACK_LABELS
 from .variants import VARIANTS
 
@@ -39,7 +39,7 @@ def draw(results: Results, out: Path) -> list[Path]:
 
 def _color(label: str) -> str:
     """One colour per app label, the same in every panel."""
-    order = [*(v.label for v in VARIANTS), "Starlette BaseHTTPMiddleware"]
+    order = [*(v.label for v in VARIANTS), "Starlette BaseHTTPMiddleware", FLOOR_LABEL]
     if label in order:
         return COLORS[order.index(label) % len(COLORS)]
     return "#999999"
@@ -95,7 +95,7 @@ def _passthrough(results: Results, path: Path) -> Path:
             for one in inproc:
                 if one.label == label and (one.group, one.kind) == (group, kind):
                     x = j + (i - (len(ilabels) - 1) / 2) * iwidth
-                    added = one.added_ns if kind == "bearer" else one.added_cpu_ns
+                    added = one.added_cpu_ns if kind == "none" else one.added_ns
                     if added / 1000 >= floor:
                         xs.append(x)
                         ys.append(added / 1000)
@@ -110,14 +110,14 @@ def _passthrough(results: Results, path: Path) -> Path:
         [f"{GROUPS[g].replace(', ', chr(10))}\n{KIND_SHORT[k]}" for g, k in igroups], fontsize=8
     )
     right.set_ylabel("added µs per request (log)")
-    right.set_title("In-process: added CPU time (bearer: wall time, incl. Redis)")
+    right.set_title("In-process: added time (no creds: CPU; others: wall, incl. Redis)")
     right.legend(fontsize=8, loc="upper left", ncol=2)
     return _save(fig, path)
 
 
 def _logout(results: Results, path: Path) -> Path:
     rows = results.logout
-    fig, ax = plt.subplots(figsize=(10, 0.55 * len(rows) + 1.6))
+    fig, ax = plt.subplots(figsize=(14, 0.5 * len(rows) + 1.6))
     ys = list(range(len(rows)))[::-1]
     colors = [
         COLORS[0] if r.stack == "asgi" else COLORS[1] if r.stack == "wsgi" else "#777777"
@@ -126,18 +126,20 @@ def _logout(results: Results, path: Path) -> Path:
     ax.barh(ys, [r.rps for r in rows], color=colors)
     top = max((r.rps for r in rows), default=1.0)
     for y, r in zip(ys, rows, strict=True):
-        rt = r.redis.get("round_trips", math.nan)
+        rt = r.redis.get("request_round_trips", r.redis.get("round_trips", math.nan))
+        deletes = r.redis.get("follower_deletes", 0.0)
+        extra = f" (+{deletes:.2f} follower DEL)" if deletes > 0.005 else ""
         ax.text(
             r.rps + top * 0.01,
             y,
-            f"{r.rps:,.0f} req/s · p99 {r.p99_ms:.1f} ms · {rt:.2f} Redis RT",
+            f"{r.rps:,.0f} req/s · p99 {r.p99_ms:.1f} ms · {rt:.2f} Redis RT{extra}",
             va="center",
             fontsize=8,
         )
     ax.set_yticks(ys)
     servers = {"asgi": "uvicorn", "wsgi": "waitress", "redis-py": "no HTTP"}
-    ax.set_yticklabels([f"{r.label} ({servers.get(r.stack, r.stack)})" for r in rows])
-    ax.set_xlim(0, top * 1.55)
+    ax.set_yticklabels([f"{r.label} ({servers.get(r.stack, r.stack)})" for r in rows], fontsize=8)
+    ax.set_xlim(0, top * 1.7)
     ax.set_xlabel("POST /logout requests/s (higher is better)")
     ax.set_title("Logout: this middleware vs hand-written routes vs redis-py alone")
     return _save(fig, path)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["LoadResult", "run_load", "run_pair"]
+__all__ = ["LoadResult", "exchange", "run_load", "run_pair"]
 
 #: Give up on a run that has not finished this long after its deadline, seconds.
 DRAIN_TIMEOUT = 30.0
@@ -83,9 +84,13 @@ def _response_end(buf: bytearray) -> tuple[int, int] | None:
 class _Run:
     """State shared by the connections of one run."""
 
-    def __init__(self, make: Callable[[int], bytes], deadline_ns: int) -> None:
+    def __init__(
+        self, make: Callable[[int], bytes], deadline_ns: int, limit: int | None = None
+    ) -> None:
         self.make = make
         self.deadline_ns = deadline_ns
+        #: Send no more than this many requests (None: until the deadline).
+        self.limit = limit
         self.counter = 0
         self.latencies: list[int] = []
         self.statuses: Counter[int] = Counter()
@@ -109,7 +114,11 @@ class _Client(asyncio.Protocol):
     def send_next(self) -> None:
         run = self.run
         now = time.perf_counter_ns()
-        if now >= run.deadline_ns or self.transport is None:
+        if (
+            now >= run.deadline_ns
+            or self.transport is None
+            or (run.limit is not None and run.counter >= run.limit)
+        ):
             self._finish()
             return
         number = run.counter
@@ -160,8 +169,8 @@ def _same(client: _Client) -> _Client:
 class _Load:
     """The connections to one server, and their run."""
 
-    def __init__(self, make: Callable[[int], bytes]) -> None:
-        self.run = _Run(make, 0)
+    def __init__(self, make: Callable[[int], bytes], limit: int | None = None) -> None:
+        self.run = _Run(make, 0, limit)
         self.clients: list[_Client] = []
         self.dones: list[asyncio.Future[None]] = []
         self.start_ns = 0
@@ -201,9 +210,13 @@ class _Load:
 
 
 async def _load_all(
-    host: str, targets: list[tuple[int, Callable[[int], bytes]]], concurrency: int, duration: float
+    host: str,
+    targets: list[tuple[int, Callable[[int], bytes]]],
+    concurrency: int,
+    duration: float,
+    limit: int | None = None,
 ) -> list[LoadResult]:
-    loads = [_Load(make) for _, make in targets]
+    loads = [_Load(make, limit) for _, make in targets]
     for load, (port, _) in zip(loads, targets, strict=True):
         await load.connect(host, port, concurrency)
     now = time.perf_counter_ns()
@@ -219,14 +232,17 @@ def run_load(
     concurrency: int,
     duration: float,
     host: str = "127.0.0.1",
+    limit: int | None = None,
 ) -> LoadResult:
     """Load ``host:port`` with ``make(n)`` as the n-th request, closed loop.
 
     :param make: the raw bytes of request number n (0, 1, 2, ... across connections).
     :param concurrency: how many keep-alive connections, each with one request in flight.
     :param duration: seconds after which no new request is sent.
+    :param limit: send at most this many requests (numbered 0 to limit - 1), even if
+        the duration has not passed.
     """
-    return asyncio.run(_load_all(host, [(port, make)], concurrency, duration))[0]
+    return asyncio.run(_load_all(host, [(port, make)], concurrency, duration, limit))[0]
 
 
 def run_pair(
@@ -241,3 +257,24 @@ def run_pair(
     clock: whatever disturbs the machine disturbs both alike."""
     a, b = asyncio.run(_load_all(host, [first, second], concurrency, duration))
     return a, b
+
+
+def exchange(
+    port: int, request: bytes, *, host: str = "127.0.0.1", timeout: float = 10.0
+) -> tuple[int, bytes, bytes]:
+    """Send one request on a new connection and read its response (framed as in a run):
+    ``(status, head, body)``, the head without its blank line, the body as sent.
+
+    :raises ConnectionError: when the server closes before a whole response.
+    """
+    buf = bytearray()
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(request)
+        while (found := _response_end(buf)) is None:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed before a whole response")
+            buf += chunk
+    status, end = found
+    head_end = buf.find(b"\r\n\r\n")
+    return status, bytes(buf[:head_end]), bytes(buf[head_end + 4 : end])

@@ -11,12 +11,14 @@ measured run, while no other client is active:
   ``EXEC``, ``DEL``, ``SET``, ``XADD``...) and Redis's own time per ``EXISTS``.
 
 The ``INFO`` calls that take the snapshots are measured once and subtracted. So are the
-reads of revocation-cache followers (``XREAD``, ``XREVRANGE``, ``SCAN``, ``CLIENT ID``:
-one read each), which other server processes make when a logout's ``XADD`` wakes them
-(and at each reload): they are counted apart, as ``follower_reads``, the cost a
-revocation puts on every cached process. Both snapshots wait for every follower to be
+reads of revocation-cache followers (``XREAD``, ``XREVRANGE``, ``SCAN``, ``MGET``,
+``CLIENT ID``: one read each), which server processes make when a logout's ``XADD``
+wakes them (and at each reload): they are counted apart, as ``follower_reads``, the cost
+a revocation puts on every cached process. Both snapshots wait for every follower to be
 parked in its blocking ``XREAD``, so that each follower read inside the window matches
-one follower call inside it.
+one follower call inside it. (A follower that deletes the records of sessions the
+stream says ended sends a ``DEL``, which no request sends alone: the sections that can
+see one count it apart from the request's own round trips.)
 """
 
 from __future__ import annotations
@@ -33,7 +35,18 @@ import redis
 
 from logout_middleware.testing import redis_server
 
-__all__ = ["RedisCounter", "Usage", "bench_redis", "fill_revoked", "pin_pid", "seed_sessions"]
+__all__ = [
+    "RedisCounter",
+    "Usage",
+    "bench_redis",
+    "blocked_clients",
+    "fill_revoked",
+    "pin_pid",
+    "rss_mib",
+    "seed_sessions",
+    "wait_blocked",
+    "wait_followers_parked",
+]
 
 #: How long :meth:`RedisCounter.measure` waits for the followers to park, seconds.
 SETTLE_S = 2.0
@@ -99,6 +112,65 @@ def process_cpu_s(pid: int) -> float | None:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mib(pid: int) -> float | None:
+    """Resident memory of process ``pid`` in MiB (``VmRSS``), or None where unknown."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def blocked_clients(client: redis.Redis) -> int:
+    """Clients blocked in Redis now: the followers waiting in ``XREAD ... BLOCK``."""
+    info: dict[str, Any] = client.info("clients")
+    return int(info.get("blocked_clients", 0))
+
+
+def wait_blocked(client: redis.Redis, target: int, timeout: float) -> bool:
+    """Wait until at least ``target`` clients are blocked (every follower parked), at
+    most ``timeout`` seconds; whether they are."""
+    deadline = time.monotonic() + timeout
+    while blocked_clients(client) < target:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+#: Commands only a follower sends on its own connection (its last command while it loads
+#: or is parked): a follower whose last command is one of these and is not blocked is
+#: loading its mirror or taking in entries.
+_FOLLOWING = frozenset({"xread", "xrevrange", "scan", "mget"})
+
+
+def followers_busy(client: redis.Redis) -> int:
+    """Followers not parked now: connections whose last command is a follower's and that
+    are not blocked (``CLIENT LIST``)."""
+    return sum(
+        1
+        for found in client.client_list()
+        if str(found.get("cmd", "")).split("|", 1)[0] in _FOLLOWING
+        and "b" not in str(found.get("flags", ""))
+    )
+
+
+def wait_followers_parked(client: redis.Redis, timeout: float = 60.0) -> bool:
+    """Wait until every follower is parked in its blocking ``XREAD`` (none loading its
+    mirror or taking in entries), seen twice 20 ms apart; at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < 2:
+        if time.monotonic() > deadline:
+            return False
+        quiet = quiet + 1 if followers_busy(client) == 0 else 0
+        time.sleep(0.02)
+    return True
+
+
 @dataclass
 class Usage:
     """What Redis did during one measured run."""
@@ -135,8 +207,9 @@ class Usage:
         return found
 
 
-#: Commands only the revocation cache's followers send.
-FOLLOWER_COMMANDS = ("xread", "xrevrange", "scan", "client|id")
+#: Commands only the revocation cache's followers send (``client`` is ``CLIENT ID`` on
+#: Redis before 7, which counts subcommands under the command).
+FOLLOWER_COMMANDS = ("xread", "xrevrange", "scan", "mget", "client|id", "client")
 
 
 class RedisCounter:
@@ -166,9 +239,7 @@ class RedisCounter:
         return Usage(after.reads - before.reads, +calls, +usec)
 
     def _blocked(self) -> int:
-        """Clients blocked in Redis now: the followers waiting in ``XREAD ... BLOCK``."""
-        info: dict[str, Any] = self.client.info("clients")
-        return int(info.get("blocked_clients", 0))
+        return blocked_clients(self.client)
 
     def _settle(self, target: int | None) -> tuple[int, int]:
         """Wait (at most :data:`SETTLE_S`) until the number of blocked clients equals

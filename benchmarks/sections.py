@@ -7,6 +7,7 @@ turns, round after round, in a rotating order; ratios are medians of per-round r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -19,16 +20,51 @@ from dataclasses import dataclass, field
 
 import redis
 
-from .apps import DENYLIST_PREFIX, SESSION_KEY, TOKEN_TTL, denylist_key
-from .loadgen import LoadResult, run_load, run_pair
-from .redisutil import RedisCounter, Usage, fill_revoked, process_cpu_s, seed_sessions
+from logout_middleware.core import RevocationKeys, sha256_hex
+from logout_middleware.core.checks import CACHE_SIZE
+
+from .apps import DENYLIST_PREFIX, EVERYWHERE, SESSION_KEY, TOKEN_TTL, denylist_key
+from .loadgen import LoadResult, exchange, run_load, run_pair
+from .redisutil import (
+    RedisCounter,
+    Usage,
+    blocked_clients,
+    fill_revoked,
+    pin_pid,
+    process_cpu_s,
+    rss_mib,
+    seed_sessions,
+    wait_blocked,
+    wait_followers_parked,
+)
 from .server import ROOT, Servers, Stack
 from .settings import Settings
 from .stats import median, paired_ratio, percentiles_ms, rotate
-from .traffic import KINDS, TOKEN, get_request, logout_request, logout_token, session_id
+from .traffic import (
+    KINDS,
+    SESSION_ID,
+    SUBJECT,
+    TOKEN,
+    everywhere_request,
+    get_request,
+    logout_request,
+    logout_token,
+    session_id,
+    session_record,
+)
 from .variants import VARIANTS
 
-__all__ = ["Bench", "ExistsRow", "ServerRow", "logout", "passthrough", "scaling"]
+__all__ = [
+    "Bench",
+    "EverywhereRow",
+    "ExistsRow",
+    "MirrorLoadRow",
+    "ServerRow",
+    "everywhere",
+    "logout",
+    "passthrough",
+    "scaling",
+]
 
 Log = Callable[[str], None]
 
@@ -79,6 +115,21 @@ class ServerRow:
     def side_ratio(self) -> float:
         """The side-by-side ratio, or the alone one when there is none."""
         return self.ratio if math.isnan(self.paired_ratio) else self.paired_ratio
+
+
+@dataclass
+class MirrorLoadRow:
+    """Scaling: a server process started afresh with ``revoked_keys`` in Redis, until its
+    follower had loaded the mirror and parked (``load_s``), and its resident memory
+    then (``rss_mib``; None without a mirror: the variant keeps none)."""
+
+    revoked_keys: int
+    variant: str
+    label: str
+    follows: bool
+    load_s: float
+    rss_mib: float
+    loaded: bool
 
 
 @dataclass
@@ -175,6 +226,8 @@ class Bench:
     log: Log
     nonce: str = field(default_factory=lambda: f"{int(time.time()) % 100_000:05d}")
     next_logout: int = 0
+    #: Distinct sessions each server process has been sent (its session cache is bounded).
+    sessions_sent: Counter[tuple[Stack, str]] = field(default_factory=Counter)
 
     def run(
         self,
@@ -184,16 +237,34 @@ class Bench:
         *,
         concurrency: int,
         duration: float,
+        limit: int | None = None,
     ) -> tuple[LoadResult, Usage, float | None]:
         """One measured run against a server; Redis usage and server CPU seconds."""
         server = self.servers.servers[stack, app]
         pid = server.process.pid
         with self.counter.measure() as usage:
             cpu_before = process_cpu_s(pid)
-            result = run_load(server.port, make, concurrency=concurrency, duration=duration)
+            result = run_load(
+                server.port, make, concurrency=concurrency, duration=duration, limit=limit
+            )
             cpu_after = process_cpu_s(pid)
         cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
         return result, usage, cpu
+
+    def restart(self, stack: Stack, app: str) -> int:
+        """A fresh process for ``(stack, app)``, pinned as the others; its pid."""
+        server = self.servers.restart(stack, app)
+        if self.server_cpu is not None:
+            pin_pid(server.process.pid, self.server_cpu)
+        self.sessions_sent[stack, app] = 0
+        return server.process.pid
+
+    def settle_followers(self, timeout: float = 60.0) -> None:
+        """Wait until every follower is parked (none still loading its mirror: a
+        revocation that arrives while a follower loads is taken in by its catch-up
+        read, which does not delete the records of the sessions it ended)."""
+        if not wait_followers_parked(self.admin, timeout):
+            self.log(f"  (followers still busy after {timeout:.0f} s)")
 
     def run_pair(
         self,
@@ -295,6 +366,8 @@ def passthrough(bench: Bench) -> list[ServerRow]:
     time on the one server CPU: their req/s ratio, which the machine's drift cannot skew).
     """
     settings = bench.settings
+    # The cookie requests' session has a record, as a logged-in user's would.
+    bench.admin.set(SESSION_KEY.format(sid=SESSION_ID), session_record(SUBJECT))
     rows: list[ServerRow] = []
     for stack in ("asgi", "wsgi"):
         for kind in KINDS:
@@ -310,6 +383,7 @@ def passthrough(bench: Bench) -> list[ServerRow]:
                 )
                 measured.append((_Series(row), make))
                 bench.warm(stack, app, make, settings.concurrency)
+            bench.settle_followers()
             for row in bench.compare(
                 stack,
                 measured,
@@ -331,23 +405,54 @@ def passthrough(bench: Bench) -> list[ServerRow]:
 
 # -- logout --------------------------------------------------------------------------
 
+#: A server process whose session cache would hold more sessions than this is restarted
+#: before the sessions of a "seen" round are sent (the cache empties when full).
+SEEN_CAPACITY = CACHE_SIZE * 9 // 10
+
 
 @dataclass(frozen=True)
 class LogoutImpl:
-    """One way of logging out that the section compares."""
+    """One way of logging out that the section compares.
+
+    ``seen``: each session is used (a ``GET`` with its cookie, on the same process)
+    before it logs out, so the process has read its record within the minute.
+    ``middleware``: one of the variants (its follower may delete records it knows).
+    """
 
     key: str
     label: str
     stack: str
     app: str
     path: str
+    seen: bool = False
+    middleware: bool = False
 
 
 def logout_impls() -> list[LogoutImpl]:
     found: list[LogoutImpl] = []
     for v in VARIANTS:
-        found.append(LogoutImpl(f"{v.name}-asgi", f"{v.label}, ASGI", "asgi", v.name, "/logout"))
-        found.append(LogoutImpl(f"{v.name}-wsgi", f"{v.label}, WSGI", "wsgi", v.name, "/logout"))
+        for stack in ("asgi", "wsgi"):
+            found.append(
+                LogoutImpl(
+                    f"{v.name}-{stack}",
+                    f"{v.label}, {stack.upper()}, session never seen",
+                    stack,
+                    v.name,
+                    "/logout",
+                    middleware=True,
+                )
+            )
+            found.append(
+                LogoutImpl(
+                    f"{v.name}-{stack}-seen",
+                    f"{v.label}, {stack.upper()}, session used first",
+                    stack,
+                    f"{v.name}-2",
+                    "/logout",
+                    seen=True,
+                    middleware=True,
+                )
+            )
     found += [
         LogoutImpl(
             "fastapi-route", "FastAPI route, one pipeline", "asgi", "fastapi-routes", "/logout"
@@ -441,12 +546,47 @@ def _floor_run(bench: Bench, first: int, seconds: float) -> _FloorRun:
     return _FloorRun(result, usage, float(data["cpu_s"]), int(data["first"]))
 
 
+def _use_sessions(bench: Bench, stack: Stack, app: str, first: int, count: int) -> bool:
+    """Send a ``GET`` with each session ``first .. first + count - 1`` to the server, as a
+    browser does before its user logs out (not measured); whether all answered 200.
+
+    A process whose bounded session cache would overflow is restarted first (and its
+    follower waited for), so that every one of these sessions is still known when it
+    logs out."""
+    if bench.sessions_sent[stack, app] + count > SEEN_CAPACITY:
+        bench.restart(stack, app)
+        bench.log(f"  logout: restarted {stack}/{app} (its session cache was nearly full)")
+        others = blocked_clients(bench.admin)
+        port = bench.servers.port(stack, app)
+        exchange(port, get_request("cookie", f"127.0.0.1:{port}"))  # starts the follower
+        if app.removesuffix("-2") in {v.name for v in VARIANTS if v.follows}:
+            wait_blocked(bench.admin, others + 1, 30.0)
+    port = bench.servers.port(stack, app)
+    host = f"127.0.0.1:{port}"
+
+    def make(number: int) -> bytes:
+        return get_request("cookie", host, session=session_id(first + number))
+
+    result = run_load(
+        port, make, concurrency=bench.settings.concurrency, duration=60.0, limit=count
+    )
+    bench.sessions_sent[stack, app] += count
+    time.sleep(0.05)  # the last sessions' records read (after their responses)
+    return result.requests == count and result.unexpected(200) == 0
+
+
 def logout(bench: Bench) -> list[ServerRow]:
-    """Requests/s, latency and Redis round trips of ``POST /logout``: this middleware,
-    hand-written Flask and FastAPI routes, and redis-py alone, in alternating rounds.
+    """Requests/s, latency and Redis round trips of ``POST /logout``: this middleware
+    (for sessions its process never saw, and for sessions it served just before), hand-
+    written Flask and FastAPI routes, and redis-py alone, in alternating rounds.
 
     Every logout has its own session (seeded in Redis beforehand) and its own token;
-    samples of each run are checked afterwards: session deleted, token revoked."""
+    samples of each run are checked afterwards: session deleted, token revoked. For the
+    middleware, the ``DEL`` a follower sends for the records of sessions its process
+    knows ended (its own logouts, here: already deleted) is counted apart from the
+    request's round trips (``follower_deletes``; the request's own are
+    ``request_round_trips``): each of its logouts' transactions holds one ``DEL``, so
+    any other ``DEL`` is the follower's."""
     settings = bench.settings
     impls = logout_impls()
     series = {
@@ -465,20 +605,37 @@ def logout(bench: Bench) -> list[ServerRow]:
         for impl in impls
     }
     verified = {impl.key: True for impl in impls}
-    rate = {impl.key: 10_000.0 for impl in impls}  # a guess of req/s, to seed sessions
+    # A server in service has served requests with credentials, which started its
+    # follower (whatever other sections ran before this one).
+    for stack, app in dict.fromkeys((i.stack, i.app) for i in impls if i.middleware):
+        port = bench.servers.port("asgi" if stack == "asgi" else "wsgi", app)
+        exchange(port, get_request("cookie", f"127.0.0.1:{port}"))
+    bench.settle_followers()
+    # A guess of req/s, to seed sessions (and to size a "seen" run): raised as measured.
+    rate = {impl.key: 3_000.0 if impl.seen else 10_000.0 for impl in impls}
 
     def one(impl: LogoutImpl, *, warm: bool) -> None:
         seconds = settings.warmup if warm else settings.logout_duration
         first = bench.next_logout
         extra = 0.3 if impl.stack == "redis-py" else 0.0  # the floor warms up first
-        seed_sessions(bench.admin, first, first + int(rate[impl.key] * (seconds + extra) * 2) + 100)
+        limit = None
+        if impl.seen:
+            limit = int(rate[impl.key] * seconds * 1.3) + 20
+            seed_sessions(bench.admin, first, first + limit)
+        else:
+            seed_sessions(
+                bench.admin, first, first + int(rate[impl.key] * (seconds + extra) * 2) + 100
+            )
         usage: Usage = Usage()
         cpu: float | None = None
+        used = True
         if impl.stack == "redis-py":
             floor = _floor_run(bench, first, seconds)
             result, usage, cpu, first = floor.result, floor.usage, floor.cpu_s, floor.first
         else:
             stack: Stack = "asgi" if impl.stack == "asgi" else "wsgi"
+            if limit is not None:
+                used = _use_sessions(bench, stack, impl.app, first, limit)
             host = f"127.0.0.1:{bench.servers.port(stack, impl.app)}"
             begin = first
 
@@ -486,17 +643,30 @@ def logout(bench: Bench) -> list[ServerRow]:
                 return logout_request(begin + number, host, impl.path, bench.nonce)
 
             if warm:
-                result = bench.warm(stack, impl.app, make, settings.concurrency)
+                port = bench.servers.port(stack, impl.app)
+                result = run_load(
+                    port, make, concurrency=settings.concurrency, duration=seconds, limit=limit
+                )
             else:
                 result, usage, cpu = bench.run(
-                    stack, impl.app, make, concurrency=settings.concurrency, duration=seconds
+                    stack,
+                    impl.app,
+                    make,
+                    concurrency=settings.concurrency,
+                    duration=seconds,
+                    limit=limit,
                 )
-        bench.next_logout = first + result.issued
-        rate[impl.key] = max(rate[impl.key], result.rps)
+            if not impl.seen:
+                bench.sessions_sent[stack, impl.app] += result.issued
+        bench.next_logout = first + (limit if limit is not None else result.issued)
+        if impl.seen:
+            rate[impl.key] = result.rps
+        else:
+            rate[impl.key] = max(rate[impl.key], result.rps)
         if warm:
             return
         ok = result.unexpected(303) == 0 and _verify(bench.admin, first, result.issued, bench.nonce)
-        verified[impl.key] = verified[impl.key] and ok
+        verified[impl.key] = verified[impl.key] and ok and used
         series[impl.key].add(result, usage, cpu)
 
     for impl in impls:
@@ -510,12 +680,156 @@ def logout(bench: Bench) -> list[ServerRow]:
     for impl in impls:
         row = series[impl.key].finish(series["floor"])
         row.verified = verified[impl.key]
+        if impl.middleware:
+            found = row.redis
+            deletes = max(0.0, found.get("del", 0.0) - found.get("exec", 0.0))
+            found["follower_deletes"] = deletes
+            found["request_round_trips"] = found.get("round_trips", 0.0) - deletes
         rows.append(row)
         bench.log(
-            f"  logout {impl.key:15} {row.rps:8.0f} req/s  x{row.ratio:.3f} of floor  "
-            f"p99 {row.p99_ms:.2f} ms  redis rt/logout {row.redis.get('round_trips', 0):.2f}  "
-            f"verified {row.verified}"
+            f"  logout {impl.key:20} {row.rps:8.0f} req/s  x{row.ratio:.3f} of floor  "
+            f"p99 {row.p99_ms:.2f} ms  redis rt/logout {row.redis.get('round_trips', 0):.2f}"
+            f" (request {row.redis.get('request_round_trips', math.nan):.2f}, follower DEL "
+            f"{row.redis.get('follower_deletes', math.nan):.2f})  verified {row.verified}"
         )
+    return rows
+
+
+# -- logout everywhere -------------------------------------------------------------------
+
+
+@dataclass
+class EverywhereRow:
+    """One logout everywhere of a subject with ``sessions`` sessions, half of them used
+    on each of two processes; the logout is sent to the first process with a session
+    that process served (``seen``) or one only the second served (``unseen``).
+
+    ``round_trips``: the request's own Redis round trips (exchanges: the record's
+    ``GET``, the index's ``ZRANGEBYSCORE``, the ``MULTI``/``EXEC``, each sent alone and
+    awaited); ``socket_reads``: the reads Redis made for them (more when a large
+    transaction reaches it in several pieces); ``follower_deletes``: the ``DEL`` s
+    followers sent for records of ended sessions their process knew;
+    ``follower_reads``: the followers' wake-ups; ``total_reads``: every read but the
+    followers' ``XREAD`` s. Verified afterwards: the answer's
+    ``sessions_ended``, records left, tombstones, the subject's not-before and index,
+    and that another ended session's cookie is taken out on the second process.
+    """
+
+    stack: str
+    case: str
+    label: str
+    sessions: int
+    status: int = 0
+    sessions_ended: int | None = None
+    round_trips: float = math.nan
+    socket_reads: float = math.nan
+    total_reads: float = math.nan
+    follower_deletes: float = math.nan
+    follower_reads: float = math.nan
+    commands: dict[str, float] = field(default_factory=dict)
+    records_left: int = -1
+    tombstones: int = 0
+    not_before_set: bool = False
+    index_left: bool = True
+    stripped: bool = False
+    verified: bool = False
+
+
+#: ``DEL`` commands in the transaction of a logout everywhere: the known records, the index.
+_EVERYWHERE_TX_DELETES = 2
+
+
+def everywhere(bench: Bench) -> list[EverywhereRow]:
+    """Logging out everywhere for a subject with many sessions (see
+    :class:`EverywhereRow`), on both stacks, with the first variant plus an everywhere
+    URI and ``LOGOUT_SESSION_SUBJECT`` (:data:`benchmarks.apps.EVERYWHERE`)."""
+    settings = bench.settings
+    admin = bench.admin
+    config = EVERYWHERE.config(bench.redis_url)
+    keys = RevocationKeys(config)
+    rows: list[EverywhereRow] = []
+    for stack in ("asgi", "wsgi"):
+        stack_: Stack = "asgi" if stack == "asgi" else "wsgi"
+        apps_ = (EVERYWHERE.name, f"{EVERYWHERE.name}-2")
+        ports = [bench.servers.port(stack_, app) for app in apps_]
+        for case in ("seen", "unseen"):
+            subject = f"bench-everywhere-{stack}-{case}-{bench.nonce}"
+            sids = [
+                f"ew{stack}{case}{bench.nonce}n{i:05d}" for i in range(settings.everywhere_sessions)
+            ]
+            pipe = admin.pipeline(transaction=False)
+            for sid in sids:
+                pipe.set(SESSION_KEY.format(sid=sid), session_record(subject), ex=TOKEN_TTL)
+            pipe.execute()
+            row = EverywhereRow(
+                stack,
+                case,
+                f"{STACK_LABELS[stack]}, {len(sids)} sessions, the logout's session "
+                + ("served by the answering process" if case == "seen" else "never seen by it"),
+                len(sids),
+            )
+            for i, sid in enumerate(sids):
+                port = ports[i % 2]
+                status, _, _ = exchange(
+                    port, get_request("cookie", f"127.0.0.1:{port}", session=sid)
+                )
+                if status != 200:
+                    raise RuntimeError(f"everywhere: GET with a session answered {status}")
+            index = keys.index(subject)
+            deadline = time.monotonic() + 10.0
+            while admin.zcard(index) < len(sids) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            # Steady state: both processes' followers parked, not loading their mirror.
+            bench.settle_followers()
+            mine = sids[0] if case == "seen" else sids[1]
+            with bench.counter.measure() as usage:
+                status, _, body = exchange(
+                    ports[0], everywhere_request(mine, f"127.0.0.1:{ports[0]}")
+                )
+            row.status = status
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                row.sessions_ended = int(json.loads(body)["sessions_ended"])
+            found = usage.per(1)
+            deletes = max(
+                0.0, found.get("del", 0.0) - _EVERYWHERE_TX_DELETES * found.get("exec", 0.0)
+            )
+            row.total_reads = found["round_trips"]
+            row.follower_deletes = deletes
+            row.socket_reads = found["round_trips"] - deletes
+            # The flow sends each read (the record, the index) and the transaction as its
+            # own request and waits for the answer: one exchange each.
+            row.round_trips = sum(found.get(c, 0.0) for c in ("get", "zrangebyscore", "exec"))
+            row.follower_reads = found.get("follower_reads", 0.0)
+            row.commands = {k: v for k, v in found.items() if k not in ("round_trips",)}
+            row.records_left = int(admin.exists(*(SESSION_KEY.format(sid=sid) for sid in sids)))
+            row.tombstones = int(
+                admin.exists(*(keys.session(sha256_hex(sid.encode())) for sid in sids))
+            )
+            row.not_before_set = bool(admin.exists(keys.not_before(subject)))
+            row.index_left = bool(admin.exists(index))
+            # Another ended session, on the process that did not answer the logout: its
+            # cookie is taken out of the request and expired in the response.
+            other = ports[1]
+            status2, head, _ = exchange(
+                other, get_request("cookie", f"127.0.0.1:{other}", session=sids[3])
+            )
+            row.stripped = status2 == 200 and b"\r\nset-cookie: session=;" in head.lower()
+            row.verified = (
+                status == 200
+                and row.sessions_ended == len(sids)
+                and row.records_left == 0
+                and row.tombstones == len(sids)
+                and row.not_before_set
+                and not row.index_left
+                and row.stripped
+            )
+            rows.append(row)
+            bench.log(
+                f"  everywhere {stack} {case:6} {len(sids)} sessions: {row.round_trips:.0f} "
+                f"round trips (+{row.follower_deletes:.0f} follower DEL), ended "
+                f"{row.sessions_ended}, records left {row.records_left}, tombstones "
+                f"{row.tombstones}, cookie taken out {row.stripped}, verified {row.verified}"
+            )
     return rows
 
 
@@ -536,7 +850,35 @@ def _exists_direct(bench: Bench, key: str, calls: int) -> tuple[float, float]:
     return spent / calls / 1e3, redis_usec
 
 
-def scaling(bench: Bench) -> tuple[list[ServerRow], list[ExistsRow]]:
+def _reload(bench: Bench, apps_: list[tuple[str, str, bool]], size: int) -> list[MirrorLoadRow]:
+    """Restart each of the scaling's middleware servers, so that those with a mirror load
+    the whole denylist (a ``SCAN``; the fill wrote no audit entries), and wait for their
+    followers to park; their load time and memory."""
+    rows: list[MirrorLoadRow] = []
+    for app, label, follows in apps_:
+        pid = bench.restart("asgi", app)
+        others = blocked_clients(bench.admin)  # every follower but the new process's
+        port = bench.servers.port("asgi", app)
+        began = time.monotonic()
+        # The first checked request starts the follower (the check itself asks Redis).
+        exchange(port, get_request("bearer", f"127.0.0.1:{port}"))
+        loaded = wait_blocked(bench.admin, others + 1, 180.0) if follows else True
+        load_s = time.monotonic() - began if follows else math.nan
+        rss = rss_mib(pid)
+        rows.append(
+            MirrorLoadRow(
+                size, app, label, follows, load_s, math.nan if rss is None else rss, loaded
+            )
+        )
+        bench.log(
+            f"  scaling: {app} restarted with {size:,} revoked keys: "
+            + (f"mirror loaded in {load_s:.2f} s, " if follows else "no mirror, ")
+            + f"RSS {rss or 0:.1f} MiB"
+        )
+    return rows
+
+
+def scaling(bench: Bench) -> tuple[list[ServerRow], list[ExistsRow], list[MirrorLoadRow]]:
     """The revocation check as revoked keys (1, 10^4, 10^6) and concurrency grow: ASGI,
     bearer requests whose token is not revoked (``miss``: passed to the app) and is
     revoked (``hit``: 401), against the bare app given the same requests; alone and side
@@ -544,6 +886,9 @@ def scaling(bench: Bench) -> tuple[list[ServerRow], list[ExistsRow]]:
 
     The denylist is filled with keys shaped as the middleware writes them (prefix +
     64 hex digits, with a TTL); exactly one of them is the revoked token used by ``hit``.
+    After each fill the middleware's servers are restarted, so that a mirror holds the
+    whole denylist (as after a reload), and its load time and memory are recorded.
+    Tokens here are opaque (the pass-through section measures JWTs).
     """
     settings = bench.settings
     admin = bench.admin
@@ -565,6 +910,7 @@ def scaling(bench: Bench) -> tuple[list[ServerRow], list[ExistsRow]]:
     for v in VARIANTS:
         cases += [(v.name, "miss", f"{v.label}, token not revoked", 200)]
         cases += [(v.name, "hit", f"{v.label}, token revoked", 401)]
+    restarted = [(v.name, v.label, v.follows) for v in VARIANTS]
 
     def maker(app: str, case: str) -> Callable[[int], bytes]:
         host = f"127.0.0.1:{bench.servers.port('asgi', app)}"
@@ -573,15 +919,17 @@ def scaling(bench: Bench) -> tuple[list[ServerRow], list[ExistsRow]]:
         pool = [get_request("bearer", host, token=token) for token in misses]
         return lambda number: pool[number % len(pool)]
 
-    makers = {(app, case): maker(app, case) for app, case, _, _ in cases}
     rows: list[ServerRow] = []
     exists_rows: list[ExistsRow] = []
+    loads: list[MirrorLoadRow] = []
     for size in settings.scaling_sizes:
         if size > filled:
             began = time.monotonic()
             fill_revoked(admin, DENYLIST_PREFIX, filled, size, TOKEN_TTL * 24)
             bench.log(f"  scaling: {size} revoked keys ({time.monotonic() - began:.1f} s to fill)")
             filled = size
+        loads += _reload(bench, restarted, size)
+        makers = {(app, case): maker(app, case) for app, case, _, _ in cases}
         for case, key in (("miss", miss_key), ("hit", revoked_key)):
             client_us, redis_usec = _exists_direct(bench, key, settings.exists_calls)
             exists_rows.append(ExistsRow(size, case, client_us, redis_usec))
@@ -592,8 +940,8 @@ def scaling(bench: Bench) -> tuple[list[ServerRow], list[ExistsRow]]:
                     "scaling", "asgi", case, app, label, concurrency, "bare", status, size
                 )
                 measured.append((_Series(row), makers[app, case]))
-                # Warmed once per number of connections: at the first size.
-                if size == settings.scaling_sizes[0]:
+                # The middleware's servers are new processes at every size.
+                if app != "bare" or size == settings.scaling_sizes[0]:
                     bench.warm("asgi", app, makers[app, case], concurrency)
             for row in bench.compare(
                 "asgi",
@@ -609,6 +957,7 @@ def scaling(bench: Bench) -> tuple[list[ServerRow], list[ExistsRow]]:
                     f"  scaling {size:>9} keys  c={concurrency:<3} {row.variant:8} {row.kind:4} "
                     f"{row.rps:8.0f} req/s  x{row.ratio:.3f} alone, x{row.paired_ratio:.3f} "
                     f"side by side  p99 {row.p99_ms:.2f} ms  "
-                    f"redis {row.redis_usec_per_exists:.2f} us/EXISTS"
+                    f"redis rt/req {row.redis.get('round_trips', 0):.2f}, "
+                    f"{row.redis_usec_per_exists:.2f} us/EXISTS"
                 )
-    return rows, exists_rows
+    return rows, exists_rows, loads

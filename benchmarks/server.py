@@ -143,19 +143,38 @@ class Servers:
     def port(self, stack: Stack, app: str) -> int:
         return self.servers[stack, app].port
 
+    def stop(self, stack: Stack, app: str) -> None:
+        """Stop the server of ``(stack, app)`` (its CPU and memory are freed)."""
+        _stop(self.servers.pop((stack, app)))
+
+    def restart(self, stack: Stack, app: str) -> Server:
+        """Stop the server of ``(stack, app)`` and start a fresh process (on a new port):
+        its in-memory state (caches, revocation mirror) begins anew."""
+        old = self.servers.pop((stack, app))
+        _stop(old)
+        self.start([(stack, app)])
+        return self.servers[stack, app]
+
     def close(self) -> None:
         """Stop every server this object started."""
         for server in self.servers.values():
             if server.process.poll() is None:
                 server.process.terminate()
         for server in self.servers.values():
-            try:
-                server.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.process.kill()
-                server.process.wait()
+            _stop(server)
         self.servers.clear()
         self._logs.cleanup()
+
+
+def _stop(server: Server) -> None:
+    """Terminate a server and reap it (kill it after 10 seconds)."""
+    if server.process.poll() is None:
+        server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,6 +36,15 @@ class Settings:
     scaling_duration: float
     #: Scaling: sequential ``EXISTS`` calls timed directly with redis-py per size.
     exists_calls: int
+    #: Logout everywhere: sessions of the subject (half used on each of two processes).
+    everywhere_sessions: int
+    #: Revocation mirror: revoked tokens and session tombstones (each) whose memory is
+    #: measured, and subjects with a not-before.
+    memory_items: int
+    memory_subjects: int
+    #: Revocation mirror: logouts whose arrival in another process's mirror is timed,
+    #: per follower flavour (asyncio task, thread).
+    staleness_trials: int
 
 
 FULL = Settings(
@@ -56,6 +65,10 @@ FULL = Settings(
     scaling_paired_rounds=4,
     scaling_duration=0.4,
     exists_calls=3000,
+    everywhere_sessions=100,
+    memory_items=100_000,
+    memory_subjects=10_000,
+    staleness_trials=300,
 )
 
 SMOKE = Settings(
@@ -76,4 +89,8 @@ SMOKE = Settings(
     scaling_paired_rounds=1,
     scaling_duration=0.1,
     exists_calls=50,
+    everywhere_sessions=100,
+    memory_items=5_000,
+    memory_subjects=1_000,
+    staleness_trials=20,
 )

@@ -28,7 +28,7 @@ def paired_ratio(values: Sequence[float], baseline: Sequence[float]) -> float:
     return median(ratios)
 
 
-def percentile(ordered: Sequence[int], fraction: float) -> float:
+def percentile(ordered: Sequence[float], fraction: float) -> float:
     """The ``fraction`` quantile (nearest rank) of already sorted values; NaN if none."""
     if not ordered:
         return math.nan

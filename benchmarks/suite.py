@@ -13,17 +13,19 @@ from typing import Any
 import redis
 
 from . import report
+from .apps import EVERYWHERE
 from .inprocess import run_inprocess
+from .mirror import measure_memory, staleness
 from .redisutil import RedisCounter, bench_redis, pin_pid
 from .report import Results
-from .sections import Bench, logout, passthrough, scaling
+from .sections import Bench, everywhere, logout, passthrough, scaling
 from .server import Servers, Stack, pin
 from .settings import FULL, SMOKE
 from .variants import VARIANTS
 
 __all__ = ["DEFAULT_OUT", "SECTIONS", "main"]
 
-SECTIONS = ("inprocess", "passthrough", "logout", "scaling")
+SECTIONS = ("inprocess", "passthrough", "logout", "everywhere", "mirror", "scaling")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parent / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -61,10 +63,18 @@ def _servers_needed(sections: set[str]) -> list[tuple[Stack, str]]:
     if {"passthrough", "logout"} & sections:
         wanted += [("wsgi", v.name) for v in VARIANTS]
     if "logout" in sections:
+        wanted += [(stack, f"{v.name}-2") for stack in ("asgi", "wsgi") for v in VARIANTS]
         wanted += [("asgi", "fastapi-routes"), ("wsgi", "flask-routes")]
+    if "everywhere" in sections:
+        names = (EVERYWHERE.name, f"{EVERYWHERE.name}-2")
+        wanted += [(stack, name) for stack in ("asgi", "wsgi") for name in names]
     if "scaling" in sections:
         wanted += [("asgi", "bare")]
     return list(dict.fromkeys(wanted))
+
+
+def _scaling_servers() -> set[tuple[Stack, str]]:
+    return {("asgi", "bare"), *(("asgi", v.name) for v in VARIANTS)}
 
 
 def update_readme(md: str, readme: Path = README) -> bool:
@@ -108,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--update-readme", action="store_true", help="copy the headline into benchmarks/README.md"
     )
+    parser.add_argument(
+        "--note", default="", help="a remark for the report (say, what else ran on the machine)"
+    )
     args = parser.parse_args(argv)
     sections = {s.strip() for s in args.only.split(",") if s.strip()}
     unknown = sections - set(SECTIONS)
@@ -129,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
             "settings": dataclasses.asdict(settings),
             "sections": sorted(sections),
             "placement": placement,
-            "variants": [{"name": v.name, "label": v.label} for v in VARIANTS],
+            "variants": [
+                {"name": v.name, "label": v.label, "settings": dict(v.settings)} for v in VARIANTS
+            ],
+            "note": args.note,
+            "code": report.code_version(README.parent.parent),
             "machine": report.machine(str(admin.info("server")["redis_version"]), args.http),
         }
         results = Results(meta)
@@ -138,8 +155,18 @@ def main(argv: list[str] | None = None) -> int:
             _log("in-process pass-through ...")
             pin(server_cpu)
             results.inprocess = run_inprocess(settings, url, _log)
+        if "mirror" in sections:
+            _log("revocation mirror: memory ...")
+            pin(server_cpu)
+            results.memory, results.absorb_us = measure_memory(settings)
+            for row in results.memory:
+                _log(f"  memory {row.what}: {row.bytes_per_item:.0f} B/item")
         pin(client_cpu)
-        server_sections = sections - {"inprocess"}
+        if "mirror" in sections:
+            # Before the servers start: the helper alone on the server CPU.
+            _log("revocation mirror: cross-process staleness ...")
+            results.staleness = staleness(settings, url, server_cpu, _log)
+        server_sections = sections - {"inprocess", "mirror"}
         if server_sections:
             with Servers(url, cpu=None, http=args.http) as servers:
                 _log("starting servers ...")
@@ -154,9 +181,15 @@ def main(argv: list[str] | None = None) -> int:
                 if "logout" in sections:
                     _log("logout ...")
                     results.logout = logout(bench)
+                if "everywhere" in sections:
+                    _log("logout everywhere ...")
+                    results.everywhere = everywhere(bench)
                 if "scaling" in sections:
+                    # Only the scaling's servers stay: the others would reload 10^6 keys.
+                    for key in set(servers.servers) - _scaling_servers():
+                        servers.stop(*key)
                     _log("scaling ...")
-                    results.scaling, results.exists = scaling(bench)
+                    results.scaling, results.exists, results.loads = scaling(bench)
         admin.flushdb()
         admin.close()
     meta["elapsed_s"] = time.monotonic() - began
