@@ -47,8 +47,9 @@ class Clock:
 def make(
     *, live: bool | None = True, clock: Clock | None = None, **kw: Any
 ) -> tuple[RequestChecks, RevocationMirror | None, RevocationKeys]:
-    """Checks on a mirror that is live, not live, or absent (``live=None``: no store)."""
-    config = LogoutConfig(**kw)
+    """Checks on a mirror that is live, not live, or absent (``live=None``: no store);
+    the records name their subject at ``user`` unless ``kw`` says otherwise."""
+    config = LogoutConfig(**{"session_subject": "user", **kw})
     keys = RevocationKeys(config)
     mirror = None
     if live is not None:
@@ -329,12 +330,23 @@ def test_no_not_before_no_iat_passes() -> None:
 # -- revoked credentials, from a live mirror -------------------------------------------
 
 
-def test_revoked_token_is_refused() -> None:
-    checks, mirror, _ = make(live=False)
+@pytest.mark.parametrize("live", [True, False], ids=["live", "not-live"])
+def test_revoked_token_held_by_the_mirror_is_refused_without_asking(live: bool) -> None:
+    """A revocation this process wrote or saw is refused at once: no round trip, live
+    or not (a replayed revoked token costs Redis nothing)."""
+    checks, mirror, _ = make(live=live)
     assert mirror is not None
     token = checks.token(bearer())
     assert token is not None
     mirror.add(tokens=[token.hash])
+    assert checks.check(None, token) == REFUSE
+
+
+def test_revoked_token_found_in_redis_is_refused() -> None:
+    checks, mirror, _ = make(live=False)
+    assert mirror is not None
+    token = checks.token(bearer())
+    assert token is not None
     question = checks.check(None, token)
     assert question == Check(session_key=None, token_key=token.key, not_before_key=None)
     assert checks.answer(None, token, Checked(False, True, 0.0)) == REFUSE
@@ -571,3 +583,23 @@ def test_answer_redis_failed_refuses_a_token_the_mirror_holds() -> None:
     assert token is not None
     mirror.add(tokens=[token.hash])
     assert checks.answer(None, token, None).refuse is True
+
+
+def test_nothing_is_due_when_records_name_nothing_to_learn() -> None:
+    """Without LOGOUT_SESSION_SUBJECT (or a provider sid path) a record is never read
+    and no response is watched: there is nothing it could tell."""
+    checks, _, _ = make(session_subject=None)
+    session = checks.session("session=s1")
+    assert session is not None
+    assert checks.due(session) is False
+    assert checks.due(session, "POST", saved=True) is False
+    checks.mark_read(session)
+    assert checks.anonymous(session) is False
+
+
+def test_session_cached_by_the_whole_header() -> None:
+    checks, _, _ = make()
+    first = checks.session(b"theme=dark; session=s1")
+    assert first is not None
+    assert checks.session(b"theme=dark; session=s1") is first
+    assert checks.session("theme=dark; session=s1") is first

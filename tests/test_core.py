@@ -528,14 +528,14 @@ def test_logout_session(config: dict[str, Any], cookie: str, sid: str | None) ->
     assert ops.sets == (("logout:revoked-session:" + digest, "1", 31 * 24 * 3600),)
     assert event.session_id_hash == digest
     # The record was read first, to learn whose session it is.
-    assert runner.of(Read) == [Read(gets=(f"session:{sid}",))]
+    assert runner.of(Read) == []  # no LOGOUT_SESSION_SUBJECT: nothing to learn, one round trip
 
 
 def test_logout_session_key_templates() -> None:
     core = make_core(session_keys=("session:{sid}", "starsessions.{sid}", "{sid}:meta"))
     _, _, runner = completed(core, head(cookie="session=s1"))
     assert runner.ops.delete == ("session:s1", "starsessions.s1", "s1:meta")
-    assert runner.of(Read) == [Read(gets=("session:s1",))]
+    assert runner.of(Read) == []
 
 
 def test_logout_session_tombstone_ttl() -> None:
@@ -1263,6 +1263,26 @@ def h(name: str) -> str:
     return sha256_hex(name.encode())
 
 
+def test_everywhere_for_a_session_seen_before_reads_once() -> None:
+    """In steady state (the process read the session before), logging out everywhere
+    reads the record and the subject's index in one round trip, then writes in one."""
+    core = everywhere_core()
+    record = msgspec.msgpack.encode({"user": "u1"})
+    session = core.checks.session("session=s1")
+    assert session is not None
+    Driver(core, records={"session:s1": record}).run(core.settle(session))
+    index = core.keys.index("u1")
+    _, event, runner = everywhere(
+        core,
+        head(cookie="session=s1"),
+        records={"session:s1": record},
+        index={index: (h("s2"), h("s1"))},
+    )
+    assert event is not None
+    assert runner.of(Read) == [Read(gets=("session:s1",), ranges=(index,), now=T)]
+    assert event.ended_session_hashes == (h("s2"),)
+
+
 def test_everywhere_by_session_subject() -> None:
     core = everywhere_core(events_stream="audit")
     own, other, third = h("s1"), h("s2"), h("s3")
@@ -1276,7 +1296,7 @@ def test_everywhere_by_session_subject() -> None:
     )
     assert event is not None
     # Two reads: the session's record (its subject), then the subject's index.
-    assert runner.of(Read) == [Read(gets=("session:s1",)), Read(ranges=(index,), now=T)]
+    assert runner.of(Read) == [Read(gets=("session:s1",), now=T), Read(ranges=(index,), now=T)]
     ttl = 31 * 24 * 3600
     assert runner.ops == StoreOps(
         delete=("session:s1",),
@@ -1421,7 +1441,7 @@ def test_everywhere_index_read_failed_still_sets_not_before() -> None:
     runner = Driver(core, records={"session:s1": msgspec.msgpack.encode({"user": "u1"})})
     flow = core.logout(head(cookie="session=s1"), b"", "everywhere")
     request = flow.send(None)
-    assert request == Read(gets=("session:s1",))
+    assert request == Read(gets=("session:s1",), now=T)
     request = flow.send(Reading(values=(runner.records["session:s1"],), members=()))
     assert request == Read(ranges=(core.keys.index("u1"),), now=T)
     ops = flow.send(None)  # Redis failed

@@ -701,10 +701,11 @@ def test_revoke_tokens_false_disables_revocation_and_checks(
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_logout_is_one_multi_exec(kind: Kind, redis_url: str, redis_client: redis.Redis) -> None:
-    """One transaction per logout; before it, one read of the session record when this
-    process has not read it within the last minute (to learn whose session it is)."""
+    """One transaction per logout; before it, with LOGOUT_SESSION_SUBJECT, one read of
+    the session record when this process has not read it within the last minute (to
+    learn whose session it is)."""
     redis_client.set(f"session:{SID}", b"v")
-    with harness(kind, redis_url) as h:
+    with harness(kind, redis_url, session_subject="user") as h:
         redis_client.config_resetstat()
         headers = {"Cookie": f"session={SID}", **bearer(TOKEN)}
         assert h.post_logout(headers=headers).status == 303

@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from logout_middleware import LogoutConfig, revoke
+from logout_middleware import store as logout_store
 
 from .harness import KINDS, Harness, Kind, harness
 from .servers import (
@@ -360,10 +361,10 @@ def test_forked_worker_does_not_trust_its_parents_mirror(
         h.request("GET", "/page", headers=cookie(SID))
         assert wait_until(lambda: live(h))
         store = h.middleware.store
-        store._follower_pid = -1  # what os.getpid() no longer equals after a fork
+        logout_store._forked()  # what os.register_at_fork runs in a forked child
         store.follow()
         assert not h.middleware.core.mirror.live
-        assert store._follower_pid > 0
+        assert store._follower_pid == logout_store._generation[0]
         assert wait_until(lambda: live(h))
 
 
@@ -408,3 +409,21 @@ def test_get_that_saves_an_anonymous_session_is_learned_at_once(
         before = calls(redis_client).get("get", 0)
         h.request("GET", "/page", headers=cookie(SID))
         assert calls(redis_client).get("get", 0) == before
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_own_logout_is_not_deleted_twice_by_the_follower(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """The logging-out process deletes the record in its transaction; its follower,
+    seeing the entry come back through the stream, sends no second DEL (a record put
+    back behind the middleware's back is left alone, where a follower that knew the id
+    from another process's logout would delete it)."""
+    redis_client.set(f"session:{SID}", record("ann"))
+    with harness(kind, redis_url) as h:
+        h.request("GET", "/page", headers=cookie(SID))
+        assert wait_until(lambda: live(h))
+        h.post_logout(headers=cookie(SID))
+        redis_client.set(f"session:{SID}", record("ann"))
+        time.sleep(0.3)  # time for the follower to absorb the entry
+        assert redis_client.exists(f"session:{SID}") == 1

@@ -122,7 +122,7 @@ class LogoutMiddleware:
         """Check a request's credentials, then pass it on (or refuse it)."""
         core = self.core
         checks = core.checks
-        session = checks.session(cookie.decode("latin-1")) if cookie is not None else None
+        session = checks.session(cookie) if cookie is not None else None
         token = checks.token(authorization) if authorization is not None and checks.tokens else None
         if session is None and token is None:
             await self.app(scope, receive, send)

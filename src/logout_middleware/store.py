@@ -96,6 +96,18 @@ RecordsOf = Callable[[Iterable[int]], tuple[str, ...]]
 
 _T = TypeVar("_T")
 
+#: Bumped in every child process right after ``fork``: a store compares it with the one
+#: it saw, instead of calling ``os.getpid()`` on every request.
+_generation = [0]
+
+
+def _forked() -> None:
+    _generation[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
 
 def client_options(url: str, timeout: float) -> dict[str, Any]:
     """Keyword arguments for a redis-py client that fails fast: ``timeout`` seconds to
@@ -412,7 +424,7 @@ class RedisStore(_Shared):
         super().__init__(client, backlog, cache_stream)
         self._follower: threading.Thread | None = None
         self._follower_id: int | None = None
-        self._follower_pid = 0
+        self._follower_pid = -1  # the fork generation the follower was started in
         self._stop = threading.Event()
 
     def execute(self, ops: StoreOps) -> StoreOutcome:
@@ -475,9 +487,9 @@ class RedisStore(_Shared):
         not survive ``fork``: a forked worker's mirror is marked not live (what it holds
         may be stale) and the worker starts its own follower. Cheap: adapters call it on
         every request they check."""
-        if self._follower_pid == os.getpid():
+        if self._follower_pid == _generation[0]:
             return
-        self._follower_pid = os.getpid()
+        self._follower_pid = _generation[0]
         if self.mirror is not None:
             self.mirror.live = False
         following = self._following()
@@ -511,7 +523,10 @@ class RedisStore(_Shared):
                     )
                     # Revocations made during the SCAN are in the stream after `last`.
                     while reply := client.xread({stream: last}, count=LOAD_BATCH):
-                        last, _ = mirror.absorb(reply, last, snapshot)
+                        last, ended = mirror.absorb(reply, last, snapshot)
+                        records = self._records_of(ended) if ended else ()
+                        if records:
+                            client.delete(*records)
                     mirror.replace(snapshot)
                     reload_at = time.monotonic() + MIRROR_RELOAD
                     while not self._stop.is_set() and time.monotonic() < reload_at:
@@ -571,7 +586,7 @@ class AsyncRedisStore(_Shared):
     ) -> None:
         super().__init__(client, backlog, cache_stream)
         self._follower: asyncio.Task[None] | None = None
-        self._follower_pid = 0
+        self._follower_pid = -1  # the fork generation the follower was started in
 
     async def execute(self, ops: StoreOps) -> StoreOutcome:
         """Make the writes of one logout in one transaction; never raises for Redis errors."""
@@ -632,11 +647,11 @@ class AsyncRedisStore(_Shared):
         """Start the mirror's follower task on the running loop if it is not running
         (also after a ``fork``, whose child has no task: its mirror is marked not live
         first). Cheap: the adapter calls it on every request it checks."""
-        if self._follower_pid == os.getpid():
+        if self._follower_pid == _generation[0]:
             if self._follower is not None and not self._follower.done():
                 return
         else:
-            self._follower_pid = os.getpid()
+            self._follower_pid = _generation[0]
             if self.mirror is not None:
                 self.mirror.live = False
         following = self._following()
@@ -661,7 +676,10 @@ class AsyncRedisStore(_Shared):
                     )
                     # Revocations made during the SCAN are in the stream after `last`.
                     while reply := await client.xread({stream: last}, count=LOAD_BATCH):
-                        last, _ = mirror.absorb(reply, last, snapshot)
+                        last, ended = mirror.absorb(reply, last, snapshot)
+                        records = self._records_of(ended) if ended else ()
+                        if records:
+                            await client.delete(*records)
                     mirror.replace(snapshot)
                     reload_at = time.monotonic() + MIRROR_RELOAD
                     while time.monotonic() < reload_at:

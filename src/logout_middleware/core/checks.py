@@ -89,6 +89,8 @@ class KnownSession:
     read_at: float | None = None
     #: The OpenID provider's ``sid`` from the record's last read, or None.
     oidc_sid: str | None = None
+    #: Whether this process's own logout deleted the record.
+    deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,10 @@ class RequestChecks:
         self._by_value: _Bounded[str, KnownSession | None] = _Bounded()
         self._by_member: _Bounded[int, KnownSession] = _Bounded()
         self._on_check_error = config.on_check_error
+        #: Whether session records are read at all: they name something to learn
+        #: (``LOGOUT_SESSION_SUBJECT`` or ``LOGOUT_SESSION_OIDC_SID``).
+        self.learns = bool(config.session_subject or config.session_oidc_sid)
+        self._by_header: _Bounded[str | bytes, KnownSession | None] = _Bounded()
         #: Whether sessions are checked (Redis configured); tokens also need
         #: ``LOGOUT_REVOKE_TOKENS``.
         self.sessions = mirror is not None
@@ -160,8 +166,19 @@ class RequestChecks:
 
     # -- what the request carries ------------------------------------------------
 
-    def session(self, cookie_header: str) -> KnownSession | None:
-        """The request's session, from its ``Cookie`` header, or None."""
+    def session(self, cookie_header: str | bytes) -> KnownSession | None:
+        """The request's session, from its ``Cookie`` header (text, or latin-1 bytes as
+        ASGI gives it), or None. Cached by the whole header: a browser sends the same one
+        request after request."""
+        cached = self._by_header.data
+        if cookie_header in cached:
+            return cached[cookie_header]
+        text = (
+            cookie_header.decode("latin-1") if isinstance(cookie_header, bytes) else cookie_header
+        )
+        return self._by_header.put(cookie_header, self._session(text))
+
+    def _session(self, cookie_header: str) -> KnownSession | None:
         value = cookie_value(cookie_header, self._cookie)
         if value is None:
             return None
@@ -180,6 +197,12 @@ class RequestChecks:
             keys = tuple(t.replace("{sid}", sid) for t in self._templates)
             known = self._by_member.put(at, KnownSession(sid, digest, at, keys))
         return known
+
+    def forget(self, session: KnownSession) -> None:
+        """Mark an ended session's record as deleted by this process, so that its
+        follower does not delete it again (:meth:`LogoutCore.records_of`). A late save
+        is still caught: the request that saves it sees the tombstone when it ends."""
+        session.deleted = True
 
     def by_member(self, session_member: int) -> KnownSession | None:
         """The session with this member, when this process knows its id."""
@@ -253,7 +276,7 @@ class RequestChecks:
         subject = claims.sub if claims is not None else None
         sid_revoked: bool | None = False
         if token is not None:
-            token_revoked = False if mirror.token_cleared(token.member) else None
+            token_revoked = mirror.token_revoked(token.member)
             if token.subject_member is not None:
                 not_before = mirror.not_before_of(token.subject_member)
             if token.oidc_sid is not None:
@@ -315,6 +338,8 @@ class RequestChecks:
         session cookie while no subject was known: each may have logged a user in or
         switched users in a session whose id the app did not renew (an OpenID Connect
         callback is a ``GET``)."""
+        if not self.learns:
+            return False
         if method not in _SAFE_METHODS or saved:
             return True
         read_at = session.read_at
@@ -323,7 +348,7 @@ class RequestChecks:
     def anonymous(self, session: KnownSession) -> bool:
         """Whether the session was read and named no subject: the adapters then watch
         the response for the session cookie (:meth:`due`'s ``saved``)."""
-        return session.read_at is not None and session.subject is None
+        return self.learns and session.read_at is not None and session.subject is None
 
     def sets_session_cookie(self, set_cookies: Iterable[str]) -> bool:
         """Whether any of the response's ``Set-Cookie`` values sets the session cookie."""

@@ -257,7 +257,7 @@ class LogoutCore:
         found: list[str] = []
         for at in members:
             known = self.checks.by_member(at)
-            if known is not None:
+            if known is not None and not known.deleted:
                 found += known.keys
         return tuple(found)
 
@@ -631,13 +631,20 @@ class LogoutCore:
             if verified is not None:
                 claims = verified
         record: SessionRecord | None = None
+        prefetched: tuple[str, tuple[str, ...]] | None = None
         fresh = everywhere or self._impersonation_configured or self._keeps_id_token
         if session is not None and self.has_store and (fresh or self.checks.due(session)):
             self.checks.mark_read(session)
-            reading: Reading | None = yield Read(gets=(session.keys[0],))
+            # Logging out everywhere: read the subject's index in the same round trip,
+            # for the subject this process last saw (read again below if it changed).
+            guess = session.subject if everywhere and "session" in schemes else None
+            ranges = (self.keys.index(guess),) if guess is not None else ()
+            reading: Reading | None = yield Read(gets=(session.keys[0],), ranges=ranges, now=now)
             if reading is None:
                 session.read_at = None  # not read after all: try again next time
             else:
+                if guess is not None:
+                    prefetched = (guess, reading.members[0])
                 record = read_record(reading.values[0], config)
                 session.subject = record.subject if record else None
                 session.created = record.created if record else None
@@ -682,10 +689,15 @@ class LogoutCore:
 
         ended_hashes: list[str] = []
         if everywhere and "session" in schemes and subject is not None and self.has_store:
-            index: Reading | None = yield Read(ranges=(self.keys.index(subject),), now=now)
-            if index is not None:
+            members: tuple[str, ...] | None = None
+            if prefetched is not None and prefetched[0] == subject:
+                members = prefetched[1]
+            else:
+                index: Reading | None = yield Read(ranges=(self.keys.index(subject),), now=now)
+                members = index.members[0] if index is not None else None
+            if members is not None:
                 own = session.hash if session is not None else None
-                ended_hashes = [h for h in index.members[0] if h != own]
+                ended_hashes = [h for h in members if h != own]
 
         revoke_token = ends_token and config.revoke_tokens
         token_hash = sha256_hex(token) if token is not None and ends_token else None
@@ -739,10 +751,14 @@ class LogoutCore:
         tombstoned += ended_hashes
         if ends_session and session is not None:
             delete += session.keys
+        forgotten: list[KnownSession] = []
         for digest in ended_hashes:
             known = self.checks.by_member(int(digest[:16], 16))
             if known is not None and known.hash == digest:
                 delete += known.keys
+                forgotten.append(known)
+        if ends_session and session is not None:
+            forgotten.append(session)
         if revoke_token and token_hash is not None and ttl is not None:
             sets.append((keys.token(token_hash), "1", ttl))
         sets += [(keys.session(digest), "1", config.session_ttl) for digest in tombstoned]
@@ -774,6 +790,10 @@ class LogoutCore:
             subject=subject if not_before is not None else None,
             not_before=not_before,
         )
+        # Deleted by this transaction (or by its replay from the backlog): this process's
+        # follower, which may see the entry before the reply arrives, need not again.
+        for known in forgotten:
+            self.checks.forget(known)
         outcome: StoreOutcome | None = yield ops
         if outcome is None:  # driven without a store
             outcome = StoreOutcome("failed", error="no store")

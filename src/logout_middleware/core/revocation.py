@@ -196,6 +196,15 @@ class RevocationMirror:
         """True when the token is certainly not revoked; False means "ask Redis"."""
         return self.live and token_member not in self.state.tokens
 
+    def token_revoked(self, token_member: int) -> bool | None:
+        """True when the token is revoked (this process wrote it, or saw it in the
+        stream or in Redis at the last load), False when it certainly is not, None when
+        only Redis can say. A revocation that expired in Redis is still held until the
+        next reload (at most five minutes), erring towards refusing."""
+        if token_member in self.state.tokens:
+            return True
+        return False if self.live else None
+
     def session_revoked(self, session_member: int) -> bool | None:
         """True when the session is revoked, False when it certainly is not, None when
         only Redis can say (the mirror is not live)."""
@@ -243,7 +252,10 @@ class RevocationMirror:
         if subject is not None and not_before is not None:
             self._not_before(own, subject, not_before)
         _merge(self.state, own)
-        self._recent.append((time.monotonic(), own))
+        now = time.monotonic()
+        self._recent.append((now, own))
+        while self._recent and self._recent[0][0] < now - RECENT_KEEP:
+            self._recent.popleft()
 
     # -- following the audit stream --------------------------------------------------
 
