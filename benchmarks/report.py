@@ -418,8 +418,8 @@ def _logout_targets(results: Results, v: str) -> list[Target]:
         (
             False,
             2.0,
-            "Logout of a session the process never saw: two Redis round trips (GET of the "
-            "record + MULTI/EXEC)",
+            "Logout of a session the process never saw: at most two Redis round trips (a GET "
+            "of the record first only with LOGOUT_SESSION_SUBJECT, then MULTI/EXEC)",
         ),
     ):
         suffix = "-seen" if seen else ""
@@ -432,7 +432,7 @@ def _logout_targets(results: Results, v: str) -> list[Target]:
         found.append(
             Target(
                 name,
-                _status(all(abs(x - expected) <= 0.01 for x in trips) and verified),
+                _status(all(x <= expected + 0.01 for x in trips) and verified),
                 "; ".join(f"{s.upper()} {_logout_cell(r)}" for s, r in mine.items())
                 + "; sessions deleted and tokens revoked "
                 + ("as checked" if verified else "NOT all verified")
