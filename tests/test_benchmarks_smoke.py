@@ -111,7 +111,7 @@ def test_writes_report_json_and_charts(smoke: tuple[Path, dict[str, Any]]) -> No
         "Session cookie, uvicorn: at least 0.97",
         "Bearer JWT, uvicorn: at least 0.95",
         "used within the last minute: one Redis round trip",
-        "never saw: two Redis round trips",
+        "never saw: at most two Redis round trips",
         "Logout everywhere, a subject with 100 sessions: at most 2",
         "Revocation mirror memory",
         "Cross-process staleness",
@@ -231,9 +231,11 @@ def test_logout_everywhere(smoke: tuple[Path, dict[str, Any]]) -> None:
         commands = row["commands"]
         assert commands["exec"] == pytest.approx(1.0), key
         assert commands["zrangebyscore"] == pytest.approx(1.0), key
-        # Counted, whatever they are: the index read, the transaction, and the record's
-        # GET when the flow reads it.
-        expected = 2.0 + commands.get("get", 0.0)
+        # The transaction and the index read; the record's GET shares the index read's
+        # pipeline when the answering process served the session ("seen"), else it is a
+        # round trip of its own.
+        own_get = commands.get("get", 0.0) if key[1] == "unseen" else 0.0
+        expected = 2.0 + own_get
         assert row["round_trips"] == pytest.approx(expected), key
         assert row["socket_reads"] >= row["round_trips"], key
 
