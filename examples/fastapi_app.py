@@ -33,7 +33,7 @@ from starlette.responses import Response
 from starsessions import SessionAutoloadMiddleware, SessionMiddleware, regenerate_session_id
 from starsessions.stores.redis import RedisStore
 
-from logout_middleware import LogoutMiddleware
+from logout_middleware import LogoutConfig, LogoutMiddleware
 
 #: How long an issued token is valid, seconds.
 TOKEN_LIFETIME = 300
@@ -146,5 +146,7 @@ app.add_middleware(
     cookie_https_only=False,  # the demo runs over plain http; keep True in production
     cookie_same_site="lax",
 )
-# Added last, so outermost: POST /logout and revoked tokens never reach the app.
-app.add_middleware(LogoutMiddleware)
+# Added last, so outermost: POST /logout and revoked tokens never reach the app. The
+# configuration is read here, at import, so that a bad LOGOUT_* value stops the app at
+# start-up (Starlette builds its middleware only at the first request).
+app.add_middleware(LogoutMiddleware, config=LogoutConfig.from_env())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import pytest
@@ -478,6 +479,7 @@ INVALID_KWARGS: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("jwt-leeway-negative", {"jwt_leeway": -1}, "LOGOUT_JWT_LEEWAY"),
     ("scheme-param-is-next", {"scheme_param": "next"}, "LOGOUT_SCHEME_PARAM"),
+    ("redis-url-port-not-a-number", {"redis_url": "redis://localhost:abc/0"}, "LOGOUT_REDIS_URL"),
     ("scheme-param-bad", {"scheme_param": "a b"}, "LOGOUT_SCHEME_PARAM"),
     ("impersonator-empty-part", {"session_impersonator": "a..b"}, "LOGOUT_SESSION_IMPERSONATOR"),
     ("original-space", {"session_original": "a b"}, "LOGOUT_SESSION_ORIGINAL"),
@@ -556,3 +558,26 @@ def test_overlapping_key_spaces_refused(settings: dict[str, Any], variable: str)
     would make one kind read as another, so they stop the app at start-up."""
     with pytest.raises(ConfigError, match=rf"^{variable}: .* overlaps "):
         LogoutConfig(**settings)
+
+
+def test_fastapi_example_stops_at_start_up_on_a_bad_variable() -> None:
+    """Adopted as the README shows (``config=LogoutConfig.from_env()`` in
+    ``add_middleware``), a bad value stops uvicorn at start-up naming the variable,
+    instead of a FastAPI app that starts and answers every request with a 500."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "LOGOUT_REDIS_TIMEOUT": "abc", "LOGOUT_REDIS_URL": "redis://127.0.0.1:1/0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--port", "0"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "LOGOUT_REDIS_TIMEOUT: must be a number of seconds" in done.stderr

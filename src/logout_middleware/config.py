@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from redis.connection import parse_url
+
 __all__ = ["ConfigError", "LogoutConfig"]
 
 OnGet = Literal["405", "confirm"]
@@ -332,8 +334,13 @@ class LogoutConfig:
             if kind not in CLEAR_SITE_DATA_TYPES:
                 allowed = ", ".join(sorted(CLEAR_SITE_DATA_TYPES))
                 raise _fail("clear_site_data", f"{kind!r} is not one of {allowed}")
-        if self.redis_url is not None and not re.match(r"(rediss?|unix)://", self.redis_url):
-            raise _fail("redis_url", "must start with redis://, rediss:// or unix://")
+        if self.redis_url is not None:
+            if not re.match(r"(rediss?|unix)://", self.redis_url):
+                raise _fail("redis_url", "must start with redis://, rediss:// or unix://")
+            try:
+                parse_url(self.redis_url)  # type: ignore[no-untyped-call]
+            except ValueError as exc:  # a port or db that is not a number, say
+                raise _fail("redis_url", f"cannot be parsed: {exc}") from None
         if not 0 < self.redis_timeout <= 60:
             raise _fail("redis_timeout", f"must be seconds in (0, 60], got {self.redis_timeout}")
         if not self.session_keys:
