@@ -140,8 +140,8 @@ class LogoutMiddleware:
             else:
                 await _refuse_websocket(scope, receive, send, refusal)
             return
-        if verdict.strip is not None:
-            scope, send = self._without_session(scope, send)
+        if verdict.strip is not None and cookie is not None:
+            scope, send = self._without_session(scope, send, cookie)
         saved: list[bool] = []
         if session is not None and checks.anonymous(session):
             send = _watching(send, checks.sets_session_cookie, saved)
@@ -158,12 +158,12 @@ class LogoutMiddleware:
         except Exception:
             logger.exception("session bookkeeping failed")
 
-    def _without_session(self, scope: Scope, send: Send) -> tuple[Scope, Send]:
-        """The scope without the revoked session cookie, and a ``send`` that expires it
-        in the response (unless the app sets a new session cookie)."""
+    def _without_session(self, scope: Scope, send: Send, cookie: bytes) -> tuple[Scope, Send]:
+        """The scope without the revoked session cookie (``cookie``: the request's
+        ``Cookie`` headers, joined), and a ``send`` that expires it in the response
+        (unless the app sets a new session cookie)."""
         core = self.core
-        joined = "; ".join(v.decode("latin-1") for k, v in scope["headers"] if k == b"cookie")
-        remaining = core.without_session_cookie(joined)
+        remaining = core.without_session_cookie(cookie.decode("latin-1"))
         headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
         if remaining:
             headers.append((b"cookie", remaining.encode("latin-1")))

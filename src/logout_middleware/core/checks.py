@@ -204,6 +204,16 @@ class RequestChecks:
         is still caught: the request that saves it sees the tombstone when it ends."""
         session.deleted = True
 
+    def known(self, digests: Iterable[str]) -> list[KnownSession]:
+        """The sessions among ``digests`` (SHA-256 hex of their ids) whose ids this
+        process knows, so that their records can be deleted."""
+        found = []
+        for digest in digests:
+            known = self._by_member.data.get(member(digest))
+            if known is not None and known.hash == digest:
+                found.append(known)
+        return found
+
     def by_member(self, session_member: int) -> KnownSession | None:
         """The session with this member, when this process knows its id."""
         return self._by_member.data.get(session_member)

@@ -39,7 +39,7 @@ from ..config import ConfigError, LogoutConfig
 from ..events import EventType, LogoutEvent, Reason, SubjectSource
 from .admission import same_origin, wants_json
 from .checks import KnownSession, RequestChecks
-from .cookies import expire_cookie, restore_cookie, set_cookie_value, without_cookie
+from .cookies import expire_cookie, restore_cookie, without_cookie
 from .forms import request_params
 from .messages import RequestHead, Response, json_response, text_response
 from .oidc import LogoutTokenClaims, LogoutTokenError, OIDCProvider, end_session_url
@@ -57,7 +57,7 @@ from .ops import (
     VerifyLogoutToken,
 )
 from .redirects import choose_next
-from .revocation import RevocationKeys, RevocationMirror, oidc_sid_hash, sha256_hex
+from .revocation import RevocationKeys, RevocationMirror, member, oidc_sid_hash, sha256_hex
 from .schemes import ALL_SCHEMES, Scheme, parse_schemes
 from .sessions import SessionIds, SessionRecord, read_record
 from .tokens import TokenClaims, TokenVerifier, bearer_token, read_claims, token_ttl
@@ -246,8 +246,7 @@ class LogoutCore:
         """The ``Set-Cookie`` value to add to the app's response to a request whose
         revoked session cookie was taken out: the session cookie's deletion, unless the
         app itself set that cookie (a new session)."""
-        name = self.config.session_cookie
-        if any(set_cookie_value(value, name) for value in set_cookies):
+        if self.checks.sets_session_cookie(set_cookies):
             return None
         return self._session_expiry[secure]
 
@@ -438,7 +437,7 @@ class LogoutCore:
         hashes = list(reading.members[0]) if reading is not None else []
         if self.mirror is not None:  # already ended here (a logout that went on to the provider)
             ended = self.mirror.state.sessions
-            hashes = [h for h in hashes if int(h[:16], 16) not in ended]
+            hashes = [h for h in hashes if member(h) not in ended]
         base = LogoutEvent(
             id="",
             at=datetime.fromtimestamp(now, timezone.utc),
@@ -479,11 +478,8 @@ class LogoutCore:
             sets.append((keys.oidc_sid(sid_hash), "1", config.token_max_ttl))
         elif claims.sub:
             sets.append((keys.not_before(claims.sub), repr(now), config.token_max_ttl))
-        delete: list[str] = []
-        for digest in hashes:
-            known = self.checks.by_member(int(digest[:16], 16))
-            if known is not None and known.hash == digest:
-                delete += known.keys
+        known = self.checks.known(hashes)
+        delete = [key for session in known for key in session.keys]
         fields = [tuple(event.to_fields().items()) for event in events]
         ops = StoreOps(
             delete=tuple(dict.fromkeys(delete)),
@@ -494,6 +490,8 @@ class LogoutCore:
             entry=fields[0],
             extra_entries=tuple(fields[1:]),
         )
+        for session in known:  # deleted by this transaction: not again by the follower
+            self.checks.forget(session)
         if self.mirror is not None:
             self.mirror.add(
                 sessions=hashes,
@@ -751,12 +749,8 @@ class LogoutCore:
         tombstoned += ended_hashes
         if ends_session and session is not None:
             delete += session.keys
-        forgotten: list[KnownSession] = []
-        for digest in ended_hashes:
-            known = self.checks.by_member(int(digest[:16], 16))
-            if known is not None and known.hash == digest:
-                delete += known.keys
-                forgotten.append(known)
+        forgotten = self.checks.known(ended_hashes)
+        delete += [key for known in forgotten for key in known.keys]
         if ends_session and session is not None:
             forgotten.append(session)
         if revoke_token and token_hash is not None and ttl is not None:
