@@ -106,6 +106,8 @@ class KnownToken:
     subject_member: int | None = None
     #: The hash of the claims' ``iss`` and ``sid`` (the OpenID provider session), or None.
     oidc_sid: str | None = None
+    #: The mirror's member for :attr:`oidc_sid`, or None.
+    oidc_sid_member: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +146,6 @@ class RequestChecks:
         mirror: RevocationMirror | None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._config = config
         self._keys = keys
         self._mirror = mirror
         self._ids = SessionIds(config)
@@ -229,15 +230,19 @@ class RequestChecks:
             digest = sha256_hex(token)
             claims = read_claims(token)
             subject = claims.sub if claims is not None else None
+            sid = (
+                oidc_sid_hash(claims.iss, claims.sid)
+                if claims is not None and claims.iss and claims.sid
+                else None
+            )
             known = KnownToken(
                 digest,
                 member(digest),
                 self._keys.token(digest),
                 claims,
                 member(sha256_hex(subject.encode())) if subject is not None else None,
-                oidc_sid_hash(claims.iss, claims.sid)
-                if claims is not None and claims.iss and claims.sid
-                else None,
+                sid,
+                member(sid) if sid is not None else None,
             )
         return self._tokens.put(authorization, known)
 
@@ -261,7 +266,7 @@ class RequestChecks:
             if mirror is None:
                 return PASS
             checks_token = token is not None and self.tokens
-            if checks_token and token is not None and token.member in mirror.state.tokens:
+            if checks_token and token is not None and mirror.token_revoked(token.member):
                 return _REFUSE
             revoked = session is not None and bool(mirror.session_revoked(session.member))
             deny = self._on_check_error == "deny"
@@ -289,8 +294,8 @@ class RequestChecks:
             token_revoked = mirror.token_revoked(token.member)
             if token.subject_member is not None:
                 not_before = mirror.not_before_of(token.subject_member)
-            if token.oidc_sid is not None:
-                sid_revoked = mirror.oidc_sid_revoked(member(token.oidc_sid))
+            if token.oidc_sid_member is not None:
+                sid_revoked = mirror.oidc_sid_revoked(token.oidc_sid_member)
         if (
             session_revoked is None
             or token_revoked is None
