@@ -5,6 +5,7 @@
     python dev.py demo --serve  # ... then keep serving it for a browser
     python dev.py test        # ruff, mypy and the whole test suite
     python dev.py bench       # the benchmark suite (benchmarks/README.md)
+    python dev.py example NAME  # serve one example of the README's recipes table
 
 Each command first makes ``.venv`` and installs the project with its development
 extras into it (again only when ``pyproject.toml`` changes), then runs inside it.
@@ -57,7 +58,7 @@ def run(command: list[str]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if not argv or argv[0] not in {"demo", "test", "bench"}:
+    if not argv or argv[0] not in {"demo", "test", "bench", "example"}:
         sys.exit(__doc__)
     ensure_venv()
     command, rest = argv[0], argv[1:]
@@ -69,6 +70,8 @@ def main(argv: list[str]) -> None:
         run([tool, "-m", "pytest", *rest])
     elif command == "demo":
         run([tool, str(ROOT / "examples" / "demo.py"), *rest])
+    elif command == "example":
+        run([tool, "-m", "examples.recipes", *rest])
     else:
         run([tool, "-m", "benchmarks", *rest])
 
