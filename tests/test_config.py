@@ -163,6 +163,13 @@ FROM_ENV_CASES: list[tuple[str, str, str, object]] = [
     ("LOGOUT_REDIS_URL", "redis://localhost:6379/0", "redis_url", "redis://localhost:6379/0"),
     ("LOGOUT_REDIS_URL", "rediss://cache:6380/1", "redis_url", "rediss://cache:6380/1"),
     ("LOGOUT_REDIS_URL", "unix:///tmp/redis.sock", "redis_url", "unix:///tmp/redis.sock"),
+    (
+        "LOGOUT_REDIS_URL",
+        "redis+sentinel://:pw@s1:26379,s2:26379/mymaster/2",
+        "redis_url",
+        "redis+sentinel://:pw@s1:26379,s2:26379/mymaster/2",
+    ),
+    ("LOGOUT_REDIS_CLUSTER", "true", "redis_cluster", True),
     ("LOGOUT_REDIS_TIMEOUT", "0.25", "redis_timeout", 0.25),
     ("LOGOUT_REDIS_TIMEOUT", "60", "redis_timeout", 60.0),
     ("LOGOUT_SESSION_COOKIE", "sid", "session_cookie", "sid"),
@@ -255,6 +262,7 @@ def test_oidc_settings_from_env() -> None:
 
 #: Settings a variable cannot go without.
 COMPANIONS = {
+    "LOGOUT_REDIS_CLUSTER": {"LOGOUT_REDIS_URL": "redis://node-1:7000"},
     "LOGOUT_BACKCHANNEL_PATH": {
         "LOGOUT_OIDC_ISSUER": "https://id.example.com",
         "LOGOUT_OIDC_CLIENT_ID": "app",
@@ -397,6 +405,21 @@ INVALID_ENV: list[tuple[str, dict[str, str], str]] = [
     ("clear-site-data-bad", {"LOGOUT_CLEAR_SITE_DATA": "cookies,cookie"}, "LOGOUT_CLEAR_SITE_DATA"),
     ("redis-url-http", {"LOGOUT_REDIS_URL": "http://localhost:6379"}, "LOGOUT_REDIS_URL"),
     ("redis-url-bare", {"LOGOUT_REDIS_URL": "localhost:6379"}, "LOGOUT_REDIS_URL"),
+    ("sentinel-no-service", {"LOGOUT_REDIS_URL": "redis+sentinel://s1:26379"}, "LOGOUT_REDIS_URL"),
+    ("sentinel-no-port", {"LOGOUT_REDIS_URL": "redis+sentinel://s1/m"}, "LOGOUT_REDIS_URL"),
+    ("sentinel-bad-db", {"LOGOUT_REDIS_URL": "redis+sentinel://s1:1/m/x"}, "LOGOUT_REDIS_URL"),
+    ("cluster-without-url", {"LOGOUT_REDIS_CLUSTER": "true"}, "LOGOUT_REDIS_CLUSTER"),
+    (
+        "cluster-on-unix-socket",
+        {"LOGOUT_REDIS_CLUSTER": "true", "LOGOUT_REDIS_URL": "unix:///tmp/r.sock"},
+        "LOGOUT_REDIS_URL",
+    ),
+    (
+        "cluster-and-sentinel",
+        {"LOGOUT_REDIS_CLUSTER": "1", "LOGOUT_REDIS_URL": "redis+sentinel://s:1/m"},
+        "LOGOUT_REDIS_URL",
+    ),
+    ("redis-cluster-maybe", {"LOGOUT_REDIS_CLUSTER": "maybe"}, "LOGOUT_REDIS_CLUSTER"),
     ("redis-timeout-text", {"LOGOUT_REDIS_TIMEOUT": "fast"}, "LOGOUT_REDIS_TIMEOUT"),
     ("redis-timeout-zero", {"LOGOUT_REDIS_TIMEOUT": "0"}, "LOGOUT_REDIS_TIMEOUT"),
     ("redis-timeout-negative", {"LOGOUT_REDIS_TIMEOUT": "-1"}, "LOGOUT_REDIS_TIMEOUT"),

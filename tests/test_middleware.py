@@ -713,7 +713,8 @@ def test_logout_is_one_multi_exec(kind: Kind, redis_url: str, redis_client: redi
         assert cmdstat_calls(redis_client, "multi") == 1
         assert cmdstat_calls(redis_client, "exec") == 1
         assert cmdstat_calls(redis_client, "del") == 1
-        assert cmdstat_calls(redis_client, "set") == 2  # the token and the session tombstone
+        # The token, the session tombstone, and the audit entry's write-once claim.
+        assert cmdstat_calls(redis_client, "set") == 3
         assert cmdstat_calls(redis_client, "xadd") == 1
         assert cmdstat_calls(redis_client, "exists") == 0
         assert h.post_logout(headers=headers).status == 303

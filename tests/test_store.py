@@ -242,7 +242,9 @@ def test_execute_is_one_transaction(store: RedisStore, redis_client: redis.Redis
     redis_client.set("session:abc", b"data")
     ops = make_ops("e1", delete=("session:abc",), token="tok")
     calls = calls_during(redis_client, lambda: store.execute(ops))
-    assert calls == {"multi": 1, "del": 1, "set": 1, "xadd": 1, "exec": 1}
+    # The audit entry is appended by a script that first claims its id (SET NX): the
+    # second SET and the XADD run inside the EVAL.
+    assert calls == {"multi": 1, "del": 1, "set": 2, "eval": 1, "xadd": 1, "exec": 1}
 
 
 def test_execute_everywhere_is_one_transaction(
@@ -257,7 +259,9 @@ def test_execute_everywhere_is_one_transaction(
         drop_index=(index,),
     )
     calls = calls_during(redis_client, lambda: store.execute(ops))
-    assert calls == {"multi": 1, "del": 2, "set": 2, "zrem": 1, "xadd": 1, "exec": 1}
+    # Two sets and the audit entry's write-once claim (inside the EVAL).
+    expected = {"multi": 1, "del": 2, "set": 3, "eval": 1, "zrem": 1, "xadd": 1, "exec": 1}
+    assert calls == expected
 
 
 def test_execute_with_decoding_client(redis_url: str, redis_client: redis.Redis) -> None:
@@ -632,7 +636,10 @@ async def test_async_execute(async_client: Any, redis_client: redis.Redis) -> No
     assert 890 <= redis_client.ttl(KEYS.session(h("abc"))) <= 900
     assert redis_client.zcard(index) == 0
     assert entries(redis_client) == [{**dict(ops.entry), "store": "ok"}]
-    for name, count in (("multi", 1), ("exec", 1), ("del", 1), ("set", 2), ("zrem", 1)):
+    # One DEL per key (a cluster pipeline takes no multi-key DEL); the third SET is the
+    # audit entry's write-once claim, inside the EVAL.
+    calls = (("multi", 1), ("exec", 1), ("del", 3), ("set", 3), ("eval", 1), ("zrem", 1))
+    for name, count in calls:
         assert after.get(name, 0) - before.get(name, 0) == count, name
 
 

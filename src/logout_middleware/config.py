@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from redis.connection import parse_url
+from .topology import RedisTarget, redis_target
 
 __all__ = ["ConfigError", "LogoutConfig"]
 
@@ -154,8 +154,12 @@ class LogoutConfig:
     #: as ``cookies,storage``. Empty by default; ``cache`` is sent only when listed.
     clear_site_data: tuple[str, ...] = ()
     #: ``LOGOUT_REDIS_URL``: the Redis that holds sessions, the denylist and the audit
-    #: stream. Unset: cookies only, with one warning at start-up.
+    #: stream: ``redis://``, ``rediss://``, ``unix://``, or a Sentinel-managed primary,
+    #: ``redis+sentinel://host:port[,host:port...]/service[/db]`` (see :mod:`.topology`).
+    #: Unset: cookies only, with one warning at start-up.
     redis_url: str | None = None
+    #: ``LOGOUT_REDIS_CLUSTER``: ``LOGOUT_REDIS_URL`` names a node of a Redis Cluster.
+    redis_cluster: bool = False
     #: ``LOGOUT_REDIS_TIMEOUT``: connect and read timeout of each Redis call, seconds.
     redis_timeout: float = 1.0
     #: ``LOGOUT_SESSION_COOKIE``: the cookie that holds the server-side session id.
@@ -335,12 +339,12 @@ class LogoutConfig:
                 allowed = ", ".join(sorted(CLEAR_SITE_DATA_TYPES))
                 raise _fail("clear_site_data", f"{kind!r} is not one of {allowed}")
         if self.redis_url is not None:
-            if not re.match(r"(rediss?|unix)://", self.redis_url):
-                raise _fail("redis_url", "must start with redis://, rediss:// or unix://")
             try:
-                parse_url(self.redis_url)  # type: ignore[no-untyped-call]
+                self.redis_target()
             except ValueError as exc:  # a port or db that is not a number, say
-                raise _fail("redis_url", f"cannot be parsed: {exc}") from None
+                raise _fail("redis_url", str(exc)) from None
+        elif self.redis_cluster:
+            raise _fail("redis_cluster", "needs LOGOUT_REDIS_URL naming a node of the cluster")
         if not 0 < self.redis_timeout <= 60:
             raise _fail("redis_timeout", f"must be seconds in (0, 60], got {self.redis_timeout}")
         if not self.session_keys:
@@ -463,6 +467,16 @@ class LogoutConfig:
     def expired_cookies(self) -> tuple[str, ...]:
         """Every cookie a logout expires: ``cookies`` plus ``session_cookie``, in order."""
         return tuple(dict.fromkeys((*self.cookies, self.session_cookie)))
+
+    def redis_target(self) -> RedisTarget:
+        """``LOGOUT_REDIS_URL`` and ``LOGOUT_REDIS_CLUSTER`` parsed: which topology, and
+        where (:func:`.topology.redis_target`).
+
+        :raises ValueError: when ``redis_url`` is unset or malformed.
+        """
+        if self.redis_url is None:
+            raise ValueError("LOGOUT_REDIS_URL is not set")
+        return redis_target(self.redis_url, cluster=self.redis_cluster)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> LogoutConfig:

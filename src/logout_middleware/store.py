@@ -2,31 +2,49 @@
 
 :class:`RedisStore` (redis-py, for WSGI) and :class:`AsyncRedisStore` (``redis.asyncio``,
 for ASGI) have the same methods, as the ``limits`` and ``starsessions`` stores do, and
-:func:`drive` / :func:`adrive` run a core flow on them:
+:func:`drive` / :func:`adrive` run a core flow on them. Each works on one Redis, a
+Sentinel-managed primary or a Redis Cluster (:mod:`.topology`).
 
-* ``execute(ops)``: one ``MULTI``/``EXEC`` transaction, sent as one pipeline: ``DEL`` of
-  the session records, ``SET ... EX`` of the revoked token, the session tombstones and a
-  subject's not-before, ``ZREM`` from the session index, ``XADD`` of the audit entry. No
-  other client's command runs between them, and if the connection fails none of them
-  runs; Redis has no rollback, so a command it refuses (``WRONGTYPE``) does not undo
-  the others.
+* ``execute(ops)``: the writes of one logout, sent as one pipeline: ``DEL`` of the
+  session records, ``SET ... EX`` of the revoked token, the session tombstones and a
+  subject's not-before, ``ZREM`` from the session index, and the audit entry.
+
+  - On one Redis (and on a Sentinel's primary) the pipeline is one ``MULTI``/``EXEC``
+    transaction: no other client's command runs between them, and if the connection
+    fails none of them runs. Redis has no rollback: a command it refuses
+    (``WRONGTYPE``) does not undo the others.
+  - On a cluster, keys live on different shards, and a transaction cannot span them.
+    redis-py's cluster pipeline sends one batch to each shard the logout touches, all
+    written before any reply is read (in parallel), so a logout is still one round trip.
+    Atomic: each key's write, and the audit entry together with its write-once marker
+    (same hash slot). Not atomic: the writes to different keys; if a shard fails
+    midway, some writes are made and the logout is reported failed and retried whole.
+
+  Every write is idempotent, so a retry after a partial failure, or after a transaction
+  that timed out but ran, has the same effect as one: ``DEL``, ``SET`` and ``ZREM`` are,
+  and the audit entry is appended by a script that first claims its id with
+  ``SET NX`` (kept :data:`WRITTEN_TTL` seconds): an entry id is written once.
 * ``read``, ``check``, ``index``, ``delete``: one pipeline each (see :mod:`.core.ops`).
 
 With ``LOGOUT_REVOCATION_CACHE`` (the default) each process keeps the core's
-:class:`~.core.revocation.RevocationMirror` current: loaded by ``SCAN`` and followed
-through the audit stream with a blocking ``XREAD`` (every revocation's ``XADD`` is in
-the same transaction as its ``SET``), on a connection of its own. While the follower is
-not connected, every check goes to Redis. The price: another process's revocation is
-seen once the stream delivers it (well under a millisecond on a local network), not at
-the instant of its ``EXEC``. When the stream says a session ended whose id this process
-knows, the follower deletes its record: that is how logging out everywhere removes the
-records of sessions the logging-out process never saw, with no session id stored.
+:class:`~.core.revocation.RevocationMirror` current: loaded by ``SCAN`` (of every primary,
+on a cluster) and followed through the audit stream with a blocking ``XREAD``, on a
+connection of its own. While the follower is not connected, every check goes to Redis.
+The price: another process's revocation is seen once the stream delivers it (well under a
+millisecond on a local network), not at the instant of its write. When the stream says a
+session ended whose id this process knows, the follower deletes its record: that is how
+logging out everywhere removes the records of sessions the logging-out process never
+saw, with no session id stored.
 
 Nothing here raises for Redis trouble: a failed logout is reported as a
 :class:`~.core.ops.StoreOutcome` with status ``failed``, a failed check or read as None,
-each logged (at most once every 10 seconds for checks). Failed logouts are kept in memory
-(up to ``backlog`` of them) and carried out in the transaction of the next logout that
-reaches Redis, their audit entries marked ``store=retried``.
+each logged, at most once every 10 seconds per cause (with a count of the others).
+Failed logouts are kept in memory (up to ``backlog`` of them) and retried in the
+background every second until Redis takes them, and with the next logout; their audit
+entries are marked ``store=retried``. The backlog does not survive a restart of the
+process: it holds the keys of the sessions to delete, which contain raw session ids, and
+those are never written to disk. What a restart can lose is bounded by the logouts that
+were answered ``503`` (the client was told) in the outage, at most ``backlog`` of them.
 
 Pass your own client to share a connection pool, or use ``from_url``; clients built here
 have short timeouts and one retry, so a dead Redis answers in seconds.
@@ -46,8 +64,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    ReadOnlyError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.retry import Retry
 
 from .core.oidc import LogoutTokenError, OIDCProvider
@@ -67,6 +94,7 @@ from .core.ops import (
     VerifyLogoutToken,
 )
 from .core.revocation import MirrorSnapshot, RevocationMirror
+from .topology import REDIS_ERRORS, LazyClient, RedisTarget, make_client, redis_target, start_probe
 
 if TYPE_CHECKING:
     from .config import LogoutConfig
@@ -82,6 +110,14 @@ DEFAULT_BACKLOG = 1000
 STOP_WAIT = 2.0
 #: How long one blocking ``XREAD`` of the mirror's follower waits, milliseconds.
 FOLLOW_BLOCK_MS = 5000
+#: The same on a cluster, where ``CLIENT UNBLOCK`` cannot reach the follower's own
+#: connection: closing the store waits for the follower's ``XREAD`` to end instead.
+CLUSTER_FOLLOW_BLOCK_MS = 1000
+#: How often failed logouts are retried in the background, seconds.
+RETRY_EVERY = 1.0
+#: How long an audit entry's write-once marker is kept, seconds: a retry within that
+#: time never appends the same entry twice.
+WRITTEN_TTL = 3600
 #: How often a mirror reloads the whole state (dropping expired members), seconds.
 MIRROR_RELOAD = 300.0
 #: Least time between two warnings about failed checks, seconds.
@@ -109,18 +145,44 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
 
 
-def client_options(url: str, timeout: float) -> dict[str, Any]:
-    """Keyword arguments for a redis-py client that fails fast: ``timeout`` seconds to
-    connect and to read, connections checked after 30 idle seconds, and TCP keep-alive
-    (not for ``unix://`` URLs, whose connections take no such option)."""
-    options: dict[str, Any] = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "health_check_interval": 30,
-    }
-    if not url.startswith("unix://"):
-        options["socket_keepalive"] = True
-    return options
+#: Those a retry can cure: Redis unreachable or loading, a failover or resharding under
+#: way (a Sentinel's old primary now a replica, a cluster slot moving or uncovered).
+TRANSIENT = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    OSError,
+    ClusterError,
+    TryAgainError,
+    AskError,
+    ReadOnlyError,
+    SlotNotCoveredError,
+)
+
+
+def _is_cluster(client: Any) -> bool:
+    cluster_classes = (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster, LazyClient)
+    return isinstance(client, cluster_classes)
+
+
+#: Appends an audit entry once: claims the entry's id (``KEYS[2]``, in the stream's hash
+#: slot) with ``SET NX EX ARGV[1]``, then ``XADD``\s the fields ``ARGV[3:]`` to the stream
+#: ``KEYS[1]``, capped at about ``ARGV[2]`` entries ("" for no cap). Returns the new
+#: entry's id, or nil when the id was written before.
+APPEND_ONCE = """
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return false end
+if ARGV[2] == '' then return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3)) end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+"""
+
+
+def written_key(stream: str, entry_id: str) -> str:
+    """The write-once marker of audit entry ``entry_id`` in ``stream``: in the stream's
+    hash slot (its hash tag when it has one, else the whole name as the tag), so that
+    the script that checks it and appends the entry touches one slot of a cluster."""
+    start = stream.find("{")
+    end = stream.find("}", start + 1)
+    tag = stream if start >= 0 and end > start + 1 else "{" + stream + "}"
+    return f"{tag}:written:{entry_id}"
 
 
 class _Backlog:
@@ -139,6 +201,10 @@ class _Backlog:
             self._entries.clear()
             return taken
 
+    def pending(self) -> int:
+        """How many failed logouts wait for a retry."""
+        return len(self._entries)
+
     def put(self, entries: Sequence[_Late]) -> None:
         with self._lock:
             self._entries.extendleft(reversed(entries))
@@ -151,48 +217,50 @@ class _Backlog:
 
 def _queue(pipe: Any, ops: StoreOps, status: str = "ok", elapsed: float = 0.0) -> None:
     """Queue the commands of one logout on a pipeline; ``elapsed`` seconds since it was
-    asked for shorten the TTLs (a late revocation ends when it would have)."""
-    if ops.delete:
-        pipe.delete(*ops.delete)
+    asked for shorten the TTLs (a late revocation ends when it would have). One key per
+    command, as a cluster pipeline needs; the first ``len(ops.delete)`` replies are the
+    session records' ``DEL`` counts."""
+    for key in ops.delete:
+        pipe.delete(key)
     for key, value, ttl in ops.sets:
         remaining = int(ttl - elapsed)
         if remaining > 0:
             pipe.set(key, value, ex=remaining)
     for index, member in ops.unindex:
         pipe.zrem(index, member)
-    if ops.drop_index:
-        pipe.delete(*ops.drop_index)
+    for key in ops.drop_index:
+        pipe.delete(key)
     if ops.stream is not None:
+        cap = "" if ops.maxlen is None else str(ops.maxlen)
         for entry in (ops.entry, *ops.extra_entries):
-            pipe.xadd(
-                ops.stream, {**dict(entry), "store": status}, maxlen=ops.maxlen, approximate=True
+            fields = {**dict(entry), "store": status}
+            flat = [part for pair in fields.items() for part in pair]
+            marker = written_key(ops.stream, fields.get("id", ""))
+            pipe.execute_command(
+                "EVAL", APPEND_ONCE, 2, ops.stream, marker, WRITTEN_TTL, cap, *flat
             )
 
 
-def _queue_all(pipe: Any, ops: StoreOps, late: Sequence[_Late]) -> None:
-    """This logout first (its ``DEL`` count is the first reply), then the backlog."""
-    _queue(pipe, ops)
+def _queue_late(pipe: Any, late: Sequence[_Late]) -> None:
     now = time.time()
     for old, failed_at in late:
         _queue(pipe, old, "retried", now - failed_at)
 
 
-def _failed(ops: StoreOps, exc: Exception, backlog: _Backlog, late: list[_Late]) -> StoreOutcome:
-    """Report a failed transaction. Only an unreachable Redis (connection errors and
-    timeouts) puts the logouts back in the backlog: a command Redis refused (such as
-    ``WRONGTYPE``, when the stream key holds another type) would fail again."""
-    error = f"{type(exc).__name__}: {exc}"[:200]
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
-        if backlog.size:
-            late.append((ops, time.time()))
-            logger.warning("logout: Redis unreachable (%s); will retry with the next logout", error)
-        else:
-            logger.warning("logout: Redis unreachable (%s)", error)
-        backlog.put(late)
-    else:
-        backlog.put(late)
-        logger.error("logout: Redis refused the writes (%s); not retried", error)
-    return StoreOutcome("failed", error=error)
+def _queue_all(pipe: Any, ops: StoreOps, late: Sequence[_Late]) -> None:
+    """This logout first (its ``DEL`` counts are the first replies), then the backlog."""
+    _queue(pipe, ops)
+    _queue_late(pipe, late)
+
+
+def _deleted(ops: StoreOps, results: Sequence[Any]) -> int:
+    return sum(int(n) for n in results[: len(ops.delete)])
+
+
+def _failure(exc: BaseException) -> tuple[bool, str]:
+    """Whether a retry can cure ``exc`` (Redis unreachable, a failover under way), and
+    the error as reported (type and message, at most 200 characters)."""
+    return isinstance(exc, TRANSIENT), f"{type(exc).__name__}: {exc}"[:200]
 
 
 def _queue_read(pipe: Any, request: Read) -> None:
@@ -258,19 +326,25 @@ def warn_if_no_store(has_store: bool) -> None:
         )
 
 
-class _Throttle:
-    """True at most once every ``every`` seconds (for repeated warnings)."""
+class _Warnings:
+    """Logs each cause at most once every ``every`` seconds, saying how many times it
+    recurred in between; thread-safe enough (a lost count is harmless)."""
 
     def __init__(self, every: float) -> None:
         self._every = every
-        self._next = 0.0
+        self._next: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}
 
-    def __call__(self) -> bool:
+    def __call__(self, cause: str, level: int, message: str, *args: object) -> None:
         now = time.monotonic()
-        if now < self._next:
-            return False
-        self._next = now + self._every
-        return True
+        if now < self._next.get(cause, 0.0):
+            self._quiet[cause] = self._quiet.get(cause, 0) + 1
+            return
+        self._next[cause] = now + self._every
+        quiet = self._quiet.pop(cause, 0)
+        if quiet:
+            message += f" ({quiet} more like it in the last {self._every:g} s)"
+        logger.log(level, message, *args)
 
 
 def _stream_end(reply: Any) -> Any:
@@ -317,13 +391,23 @@ class _Shared:
     #: redis-py's client, connection pool and retry classes: sync or ``redis.asyncio``.
     _flavour: ClassVar[tuple[Any, Any, Any]]
 
-    def __init__(self, client: Any, backlog: int, cache_stream: str | None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        backlog: int,
+        cache_stream: str | None,
+    ) -> None:
         self.client = client
+        #: Where ``from_url`` built the client, and its timeout: the follower's own
+        #: client is built the same way. None for a caller's client.
+        self._target: RedisTarget | None = None
+        self._built_timeout: float | None = None
+        self._cluster = _is_cluster(client)
         # Session records are bytes (msgpack, pickle): read them on a twin that does not
         # decode when the caller's client decodes responses.
         self._raw = self._twin(client) if _decodes(client) else client
         self._backlog = _Backlog(backlog)
-        self._warn = _Throttle(WARN_EVERY)
+        self._warn = _Warnings(WARN_EVERY)
         self._stream = cache_stream
         #: The mirror the follower keeps current (see :meth:`attach`), or None.
         self.mirror: RevocationMirror | None = None
@@ -346,55 +430,135 @@ class _Shared:
         self._records_of = records_of
 
     @classmethod
-    def from_url(cls: type[_Store], url: str, *, timeout: float = 1.0, **kwargs: Any) -> _Store:
-        """A store on a new client for ``url`` (``redis://``, ``rediss://``, ``unix://``)
-        with ``timeout`` seconds to connect and read and one retry (to replace a stale
-        pooled connection). ``kwargs`` go to the store's constructor.
+    def from_url(
+        cls: type[_Store],
+        url: str,
+        *,
+        timeout: float = 1.0,
+        cluster: bool = False,
+        **kwargs: Any,
+    ) -> _Store:
+        """A store on a new client for ``url`` (any form :mod:`.topology` takes; a
+        cluster node with ``cluster=True``) with ``timeout`` seconds to connect and read
+        and one retry (to replace a stale pooled connection). ``kwargs`` go to the
+        store's constructor.
 
-        :raises ValueError: from redis-py, for a URL it cannot parse."""
-        client_class, _, retry_class = cls._flavour
-        client = client_class.from_url(
-            url, retry=retry_class(NoBackoff(), 1), **client_options(url, timeout)
-        )
-        return cls(client, **kwargs)
+        :raises ValueError: for a URL that cannot be parsed."""
+        target = redis_target(url, cluster=cluster)
+        asynchronous = cls._flavour[0] is redis.asyncio.Redis
+        store = cls(make_client(target, asyncio=asynchronous, timeout=timeout), **kwargs)
+        store._target, store._built_timeout = target, timeout
+        return store
 
     @classmethod
     def from_config(
         cls: type[_Store], config: LogoutConfig, client: Any = None, *, follow: bool = True
     ) -> _Store | None:
         """The store ``config`` asks for, on ``client`` (a redis-py client of the store's
-        flavour) or on ``LOGOUT_REDIS_URL``; None when there is neither. With
-        ``follow=False`` (a one-off revocation) it keeps no backlog and no mirror."""
+        flavour, a cluster client included) or on ``LOGOUT_REDIS_URL``; None when there
+        is neither. With ``follow=False`` (a one-off revocation) it keeps no backlog and
+        no mirror."""
         options: dict[str, Any] = {} if follow else {"backlog": 0}
         if follow and config.revocation_cache and config.events_stream:
             options["cache_stream"] = config.events_stream
         if client is not None:
             return cls(client, **options)
         if config.redis_url:
-            return cls.from_url(config.redis_url, timeout=config.redis_timeout, **options)
+            return cls.from_url(
+                config.redis_url,
+                timeout=config.redis_timeout,
+                cluster=config.redis_cluster,
+                **options,
+            )
         return None
 
-    def _follower_pool(self) -> Any:
-        """A one-connection pool for the follower: the client's settings, with a read
-        timeout longer than the blocking ``XREAD`` and no retry (the follower's own loop
-        reconnects, and a closed store's follower must stop at the first error)."""
-        _, pool_class, retry_class = self._flavour
+    def _follower_client(self) -> tuple[Any, int, bool]:
+        """A client for the follower, the ``XREAD`` block it may use (milliseconds), and
+        whether the follower owns (and closes) the client. Its read timeout is longer
+        than the block, and it never retries (the follower's own loop reconnects, and a
+        closed store's follower must stop at the first error). One Redis: a
+        one-connection pool with the client's settings. Sentinel: a client of its own on
+        the current primary. Cluster: a client of its own (or, for a caller's cluster
+        client, that client), blocking for at most :data:`CLUSTER_FOLLOW_BLOCK_MS`."""
+        block = CLUSTER_FOLLOW_BLOCK_MS if self._cluster else FOLLOW_BLOCK_MS
+        target = self._target
+        if target is not None and target.kind != "single":
+            timeout = float(self._timeout())
+            client = make_client(
+                target,
+                asyncio=self._flavour[0] is redis.asyncio.Redis,
+                timeout=timeout,
+                read_timeout=block / 1000 + timeout,
+                retries=0,
+                max_connections=None if self._cluster else 1,
+            )
+            return client, block, True
+        if self._cluster:
+            return self.client, block, False
+        client_class, pool_class, retry_class = self._flavour
         pool = self.client.connection_pool
         kwargs = dict(pool.connection_kwargs)
-        timeout = float(kwargs.get("socket_timeout") or 1.0)
-        kwargs["socket_timeout"] = FOLLOW_BLOCK_MS / 1000 + timeout
+        kwargs["socket_timeout"] = block / 1000 + float(self._timeout())
         kwargs["retry"] = retry_class(NoBackoff(), 0)
-        return pool_class(connection_class=pool.connection_class, max_connections=1, **kwargs)
+        follower_pool = pool_class(
+            connection_class=pool.connection_class, max_connections=1, **kwargs
+        )
+        return client_class(connection_pool=follower_pool), block, True
 
-    def _check_failed(self, exc: Exception) -> None:
-        if self._warn():
-            logger.warning("revocation check failed: %s: %s", type(exc).__name__, exc)
+    def check_at_start(self) -> threading.Thread | None:
+        """Start the start-up check of a store built from a URL (:func:`.topology.probe`
+        in a daemon thread): whether Redis answers, and whether it persists; logged once
+        with the cause. Returns the thread, or None for a caller's client (not checked)."""
+        if self._target is None:
+            return None
+        return start_probe(self._target, timeout=self._timeout())
 
-    def _follower_failed(self, exc: Exception) -> None:
+    def _timeout(self) -> float:
+        """The read timeout of the clients built here (from ``from_url``), else of the
+        caller's client's pool, seconds (1.0 when it has none)."""
+        if self._built_timeout is not None:
+            return self._built_timeout
+        found = self.client.connection_pool.connection_kwargs.get("socket_timeout")
+        return float(found or 1.0)
+
+    def _failed(self, ops: StoreOps, exc: BaseException, late: list[_Late]) -> StoreOutcome:
+        """Report a failed logout. A failure a retry can cure puts it (and the backlog it
+        carried) back in the backlog and schedules the background retry; a command Redis
+        refused (``WRONGTYPE``, when the stream key holds another type) would fail
+        again and is not kept."""
+        transient, error = _failure(exc)
+        if transient and self._backlog.size:
+            late.append((ops, time.time()))
+        self._backlog.put(late)
+        if transient:
+            retry = "; retried in the background" if self._backlog.size else ""
+            self._warn("logout", logging.WARNING, "logout: Redis unreachable (%s)%s", error, retry)
+            self._retry_soon()
+        else:
+            self._warn("refused", logging.ERROR, "logout: Redis refused the writes (%s)", error)
+        return StoreOutcome("failed", error=error)
+
+    def _retried(self, late: list[_Late], exc: BaseException | None) -> bool:
+        """After a background retry of ``late``: True when nothing is left to retry."""
+        if exc is None:
+            logger.info("logout: %d failed logouts carried out on retry", len(late))
+            return not self._backlog.pending()
+        transient, error = _failure(exc)
+        self._backlog.put(late if transient else [])
+        if not transient:
+            self._warn("refused", logging.ERROR, "logout: Redis refused a retry (%s)", error)
+        return not self._backlog.pending()
+
+    def _retry_soon(self) -> None:
+        raise NotImplementedError
+
+    def _check_failed(self, exc: BaseException) -> None:
+        self._warn("check", logging.WARNING, "revocation check failed: %s", _failure(exc)[1])
+
+    def _follower_failed(self, exc: BaseException) -> None:
         if self.mirror is not None:
             self.mirror.live = False
-        if self._warn():
-            logger.warning("revocation cache offline: %s: %s", type(exc).__name__, exc)
+        self._warn("follower", logging.WARNING, "revocation cache offline: %s", _failure(exc)[1])
 
     def _following(self) -> tuple[RevocationMirror, str] | None:
         if self.mirror is None or self._stream is None:
@@ -405,7 +569,9 @@ class _Shared:
 class RedisStore(_Shared):
     """Synchronous store on a redis-py client (thread-safe, as its connection pool).
 
-    :param client: a ``redis.Redis``; its ``decode_responses`` setting does not matter.
+    :param client: a ``redis.Redis`` (a Sentinel's ``master_for`` client is one) or a
+        ``redis.cluster.RedisCluster``; a ``redis.Redis``'s ``decode_responses`` setting
+        does not matter, a cluster client's must be off.
     :param backlog: how many failed logouts to keep for later.
     :param cache_stream: the audit stream to follow into the attached mirror, or None
         for no revocation cache.
@@ -416,7 +582,7 @@ class RedisStore(_Shared):
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.cluster.RedisCluster,
         *,
         backlog: int = DEFAULT_BACKLOG,
         cache_stream: str | None = None,
@@ -426,17 +592,49 @@ class RedisStore(_Shared):
         self._follower_id: int | None = None
         self._follower_pid = -1  # the fork generation the follower was started in
         self._stop = threading.Event()
+        self._retrier: threading.Thread | None = None
+
+    def _pipeline(self) -> Any:
+        """A transaction on one Redis; one batch per shard on a cluster."""
+        return self.client.pipeline(transaction=not self._cluster)
 
     def execute(self, ops: StoreOps) -> StoreOutcome:
-        """Make the writes of one logout in one transaction; never raises for Redis errors."""
+        """Make the writes of one logout, with any backlog, in one pipeline; never
+        raises for Redis errors."""
         late = self._backlog.take()
         try:
-            pipe = self.client.pipeline(transaction=True)
+            pipe = self._pipeline()
             _queue_all(pipe, ops, late)
             results = pipe.execute()
-        except (redis.RedisError, OSError) as exc:
-            return _failed(ops, exc, self._backlog, late)
-        return StoreOutcome("ok", sessions_deleted=int(results[0]) if ops.delete else 0)
+        except REDIS_ERRORS as exc:
+            return self._failed(ops, exc, late)
+        return StoreOutcome("ok", sessions_deleted=_deleted(ops, results))
+
+    def retry(self) -> bool:
+        """Carry out the failed logouts now, in one pipeline; True when none is left.
+        The background retrier calls it every :data:`RETRY_EVERY` seconds."""
+        late = self._backlog.take()
+        if not late:
+            return True
+        try:
+            pipe = self._pipeline()
+            _queue_late(pipe, late)
+            pipe.execute()
+        except REDIS_ERRORS as exc:
+            return self._retried(late, exc)
+        return self._retried(late, None)
+
+    def _retry_soon(self) -> None:
+        retrier = self._retrier
+        if retrier is not None and retrier.is_alive() and self._follower_pid == _generation[0]:
+            return
+        self._retrier = threading.Thread(target=self._retrying, name="logout-retry", daemon=True)
+        self._retrier.start()
+
+    def _retrying(self) -> None:
+        while not self._stop.wait(RETRY_EVERY):
+            if self.retry():
+                return
 
     def read(self, request: Read) -> Reading | None:
         """The replies to ``request`` in one pipeline, or None when Redis failed."""
@@ -444,7 +642,7 @@ class RedisStore(_Shared):
             pipe = self._raw.pipeline(transaction=False)
             _queue_read(pipe, request)
             return _reading(request, pipe.execute())
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._check_failed(exc)
             return None
 
@@ -454,7 +652,7 @@ class RedisStore(_Shared):
             pipe = self.client.pipeline(transaction=False)
             _queue_check(pipe, request)
             return _checked(request, pipe.execute())
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._check_failed(exc)
             return None
 
@@ -462,7 +660,7 @@ class RedisStore(_Shared):
         """``SET NX EX``: True when the key was new, False when it existed, None on failure."""
         try:
             return bool(self.client.set(request.key, b"1", nx=True, ex=request.ttl))
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._check_failed(exc)
             return None
 
@@ -472,14 +670,14 @@ class RedisStore(_Shared):
             pipe = self.client.pipeline(transaction=False)
             _queue_index(pipe, request)
             pipe.execute()
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._check_failed(exc)
 
     def delete(self, request: Delete) -> None:
         """Delete re-created records; failures are logged."""
         try:
             self.client.delete(*request.keys)
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._check_failed(exc)
 
     def follow(self) -> None:
@@ -492,35 +690,44 @@ class RedisStore(_Shared):
         self._follower_pid = _generation[0]
         if self.mirror is not None:
             self.mirror.live = False
+        if self._backlog.pending():
+            self._retry_soon()  # a forked child inherits the backlog, not the thread
         following = self._following()
         if following is None:
             return
         self._follower = threading.Thread(
             target=self._follow,
-            args=(*following, self._follower_pool()),
+            args=(*following, *self._follower_client()),
             name="logout-revocations",
             daemon=True,
         )
         self._follower.start()
 
-    def _follow(self, mirror: RevocationMirror, stream: str, pool: redis.ConnectionPool) -> None:
-        client = redis.Redis(connection_pool=pool)
+    def _load(self, client: Any, mirror: RevocationMirror) -> tuple[Any, MirrorSnapshot, Any]:
+        """Load the mirror's state (``SCAN`` of every primary on a cluster); returns the
+        stream position it was loaded at, the snapshot and the client used."""
+        stream = self._stream or ""
+        last = _stream_end(client.xrevrange(stream, count=1))
+        snapshot = MirrorSnapshot()
+        found = [
+            list(client.scan_iter(match=g, count=LOAD_BATCH))
+            for g in (*mirror.keys.globs(), mirror.keys.oidc_sid_glob())
+        ]
+        get_many = client.mget_nonatomic if self._cluster else client.mget
+        values: list[Any] = []
+        for start in range(0, len(found[2]), LOAD_BATCH):
+            values += get_many(found[2][start : start + LOAD_BATCH])
+        mirror.load(snapshot, found[0], found[1], zip(found[2], values, strict=True), found[3])
+        return last, snapshot, client
+
+    def _follow(
+        self, mirror: RevocationMirror, stream: str, client: Any, block: int, owned: bool
+    ) -> None:
         try:
             while not self._stop.is_set():
                 try:
-                    self._follower_id = _client_id(client)
-                    last = _stream_end(client.xrevrange(stream, count=1))
-                    snapshot = MirrorSnapshot()
-                    found = [
-                        list(client.scan_iter(match=g, count=LOAD_BATCH))
-                        for g in (*mirror.keys.globs(), mirror.keys.oidc_sid_glob())
-                    ]
-                    values: list[Any] = []
-                    for start in range(0, len(found[2]), LOAD_BATCH):
-                        values += client.mget(found[2][start : start + LOAD_BATCH])
-                    mirror.load(
-                        snapshot, found[0], found[1], zip(found[2], values, strict=True), found[3]
-                    )
+                    self._follower_id = None if self._cluster else _client_id(client)
+                    last, snapshot, _ = self._load(client, mirror)
                     # Revocations made during the SCAN are in the stream after `last`.
                     while reply := client.xread({stream: last}, count=LOAD_BATCH):
                         last, ended = mirror.absorb(reply, last, snapshot)
@@ -530,9 +737,7 @@ class RedisStore(_Shared):
                     mirror.replace(snapshot)
                     reload_at = time.monotonic() + MIRROR_RELOAD
                     while not self._stop.is_set() and time.monotonic() < reload_at:
-                        followed = client.xread(
-                            {stream: last}, block=FOLLOW_BLOCK_MS, count=LOAD_BATCH
-                        )
+                        followed = client.xread({stream: last}, block=block, count=LOAD_BATCH)
                         last, ended = mirror.absorb(followed, last)
                         records = self._records_of(ended) if ended else ()
                         if records:
@@ -544,22 +749,25 @@ class RedisStore(_Shared):
                     self._stop.wait(1.0)
         finally:
             mirror.live = False
-            pool.disconnect()
+            if owned:
+                _close(client)
 
     def close(self) -> None:
-        """Stop the mirror's follower and close every connection, the follower's too.
+        """Stop the mirror's follower and the retrier, and close every connection, the
+        follower's too.
 
         ``CLIENT UNBLOCK`` wakes the follower out of its blocking ``XREAD``, so that it
         ends (closing its connection) at once; this waits for it at most
         :data:`STOP_WAIT` seconds. Where ``CLIENT`` is not allowed, the follower ends
-        within one ``XREAD`` block (:data:`FOLLOW_BLOCK_MS`) instead."""
+        within one ``XREAD`` block (:data:`FOLLOW_BLOCK_MS`) instead; on a cluster
+        within :data:`CLUSTER_FOLLOW_BLOCK_MS`."""
         self._stop.set()
         follower = self._follower
         if follower is not None and follower is not threading.current_thread():
             deadline = time.monotonic() + STOP_WAIT
             while follower.is_alive() and time.monotonic() < deadline:
                 if self._follower_id is not None:
-                    with contextlib.suppress(redis.RedisError, OSError):
+                    with contextlib.suppress(*REDIS_ERRORS):
                         self.client.client_unblock(self._follower_id)
                 follower.join(0.05)
         self.client.close()
@@ -567,11 +775,30 @@ class RedisStore(_Shared):
             self._raw.close()
 
 
+def _close(client: Any) -> None:
+    """Close a client built for the follower, and its pool (which it does not own)."""
+    with contextlib.suppress(*REDIS_ERRORS):
+        client.close()
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
+
+
+async def _aclose(client: Any) -> None:
+    """:func:`_close` for a ``redis.asyncio`` client."""
+    with contextlib.suppress(*REDIS_ERRORS):
+        await client.aclose()
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            await pool.disconnect()
+
+
 class AsyncRedisStore(_Shared):
     """Asynchronous store on a ``redis.asyncio`` client, for the ASGI middleware.
 
-    Parameters as :class:`RedisStore`; the mirror's follower is a task on the event loop
-    of the first check.
+    Parameters as :class:`RedisStore` (with ``redis.asyncio`` clients); the mirror's
+    follower and the retrier are tasks on the event loop of the first check and the
+    first failed logout.
     """
 
     _flavour = (redis.asyncio.Redis, redis.asyncio.ConnectionPool, AsyncRetry)
@@ -579,7 +806,7 @@ class AsyncRedisStore(_Shared):
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster,
         *,
         backlog: int = DEFAULT_BACKLOG,
         cache_stream: str | None = None,
@@ -587,17 +814,50 @@ class AsyncRedisStore(_Shared):
         super().__init__(client, backlog, cache_stream)
         self._follower: asyncio.Task[None] | None = None
         self._follower_pid = -1  # the fork generation the follower was started in
+        self._retrier: asyncio.Task[None] | None = None
+
+    def _pipeline(self) -> Any:
+        """A transaction on one Redis; one batch per shard on a cluster."""
+        return self.client.pipeline(transaction=not self._cluster)
 
     async def execute(self, ops: StoreOps) -> StoreOutcome:
-        """Make the writes of one logout in one transaction; never raises for Redis errors."""
+        """Make the writes of one logout, with any backlog, in one pipeline; never
+        raises for Redis errors."""
         late = self._backlog.take()
         try:
-            pipe = self.client.pipeline(transaction=True)
+            pipe = self._pipeline()
             _queue_all(pipe, ops, late)
             results = await pipe.execute()
-        except (redis.RedisError, OSError) as exc:
-            return _failed(ops, exc, self._backlog, late)
-        return StoreOutcome("ok", sessions_deleted=int(results[0]) if ops.delete else 0)
+        except REDIS_ERRORS as exc:
+            return self._failed(ops, exc, late)
+        return StoreOutcome("ok", sessions_deleted=_deleted(ops, results))
+
+    async def retry(self) -> bool:
+        """:meth:`RedisStore.retry`: carry out the failed logouts now; True when none
+        is left."""
+        late = self._backlog.take()
+        if not late:
+            return True
+        try:
+            pipe = self._pipeline()
+            _queue_late(pipe, late)
+            await pipe.execute()
+        except REDIS_ERRORS as exc:
+            return self._retried(late, exc)
+        return self._retried(late, None)
+
+    def _retry_soon(self) -> None:
+        retrier = self._retrier
+        if retrier is not None and not retrier.done():
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop: the next logout retries
+            self._retrier = asyncio.get_running_loop().create_task(self._retrying())
+
+    async def _retrying(self) -> None:
+        while True:
+            await asyncio.sleep(RETRY_EVERY)
+            if await self.retry():
+                return
 
     async def read(self, request: Read) -> Reading | None:
         """The replies to ``request`` in one pipeline, or None when Redis failed."""
@@ -605,7 +865,7 @@ class AsyncRedisStore(_Shared):
             pipe = self._raw.pipeline(transaction=False)
             _queue_read(pipe, request)
             return _reading(request, await pipe.execute())
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._check_failed(exc)
             return None
 
@@ -615,7 +875,7 @@ class AsyncRedisStore(_Shared):
             pipe = self.client.pipeline(transaction=False)
             _queue_check(pipe, request)
             return _checked(request, await pipe.execute())
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._check_failed(exc)
             return None
 
@@ -623,7 +883,7 @@ class AsyncRedisStore(_Shared):
         """``SET NX EX``: True when the key was new, False when it existed, None on failure."""
         try:
             return bool(await self.client.set(request.key, b"1", nx=True, ex=request.ttl))
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._check_failed(exc)
             return None
 
@@ -633,14 +893,14 @@ class AsyncRedisStore(_Shared):
             pipe = self.client.pipeline(transaction=False)
             _queue_index(pipe, request)
             await pipe.execute()
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._check_failed(exc)
 
     async def delete(self, request: Delete) -> None:
         """Delete re-created records; failures are logged."""
         try:
             await self.client.delete(*request.keys)
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._check_failed(exc)
 
     def follow(self) -> None:
@@ -654,23 +914,32 @@ class AsyncRedisStore(_Shared):
             self._follower_pid = _generation[0]
             if self.mirror is not None:
                 self.mirror.live = False
+            if self._backlog.pending():
+                self._retrier = None  # a forked child inherits the backlog, not the task
+                self._retry_soon()
         following = self._following()
         if following is not None:
             self._follower = asyncio.get_running_loop().create_task(self._follow(*following))
 
+    async def _scan(self, client: Any, pattern: str) -> list[Any]:
+        """Every key matching ``pattern`` (on every primary of a cluster)."""
+        if self._cluster:
+            return [key async for key in client.scan_iter(match=pattern, count=LOAD_BATCH)]
+        return await _scan(client, pattern)
+
     async def _follow(self, mirror: RevocationMirror, stream: str) -> None:
-        pool = self._follower_pool()
-        client = redis.asyncio.Redis(connection_pool=pool)
+        client, block, owned = self._follower_client()
+        get_many = client.mget_nonatomic if self._cluster else client.mget
         try:
             while True:
                 try:
                     last = _stream_end(await client.xrevrange(stream, count=1))
                     snapshot = MirrorSnapshot()
                     patterns = (*mirror.keys.globs(), mirror.keys.oidc_sid_glob())
-                    found = [await _scan(client, pattern) for pattern in patterns]
+                    found = [await self._scan(client, pattern) for pattern in patterns]
                     values: list[Any] = []
                     for start in range(0, len(found[2]), LOAD_BATCH):
-                        values += await client.mget(found[2][start : start + LOAD_BATCH])
+                        values += await get_many(found[2][start : start + LOAD_BATCH])
                     mirror.load(
                         snapshot, found[0], found[1], zip(found[2], values, strict=True), found[3]
                     )
@@ -683,9 +952,7 @@ class AsyncRedisStore(_Shared):
                     mirror.replace(snapshot)
                     reload_at = time.monotonic() + MIRROR_RELOAD
                     while time.monotonic() < reload_at:
-                        followed = await client.xread(
-                            {stream: last}, block=FOLLOW_BLOCK_MS, count=LOAD_BATCH
-                        )
+                        followed = await client.xread({stream: last}, block=block, count=LOAD_BATCH)
                         last, ended = mirror.absorb(followed, last)
                         records = self._records_of(ended) if ended else ()
                         if records:
@@ -695,22 +962,23 @@ class AsyncRedisStore(_Shared):
                     await asyncio.sleep(1.0)
         finally:
             mirror.live = False
-            await client.aclose()
-            await pool.disconnect()
+            if owned:
+                await _aclose(client)
 
     async def aclose(self) -> None:
-        """Stop the mirror's follower and close the client's connections.
+        """Stop the mirror's follower and the retrier, and close the client's connections.
 
         The follower is cancelled until it ends, for at most :data:`STOP_WAIT` seconds
         (redis-py may swallow one cancellation while it drops a connection mid-reply)."""
-        follower = self._follower
-        if follower is not None:
+        for task in (self._follower, self._retrier):
+            if task is None:
+                continue
             deadline = time.monotonic() + STOP_WAIT
-            while not follower.done() and time.monotonic() < deadline:
-                follower.cancel()
-                await asyncio.wait({follower}, timeout=0.05)
-            if follower.done() and not follower.cancelled():
-                follower.exception()  # retrieved: it is logged by the loop otherwise
+            while not task.done() and time.monotonic() < deadline:
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.05)
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: it is logged by the loop otherwise
         await self.client.aclose()
         if self._raw is not self.client:
             await self._raw.aclose()

@@ -62,6 +62,8 @@ class WSGILogoutMiddleware:
         self.config = config if config is not None else LogoutConfig.from_env()
         self.store = RedisStore.from_config(self.config, redis)
         warn_if_no_store(self.store is not None)
+        if self.store is not None:
+            self.store.check_at_start()
         self.core = LogoutCore(self.config, has_store=self.store is not None)
         if self.store is not None and self.core.mirror is not None:
             self.store.attach(self.core.mirror, self.core.records_of)
