@@ -217,6 +217,13 @@ FROM_ENV_CASES: list[tuple[str, str, str, object]] = [
     ("LOGOUT_SESSION_OIDC_SID", "user.sid", "session_oidc_sid", "user.sid"),
     ("LOGOUT_SESSION_ID_TOKEN", "id_token", "session_id_token", "id_token"),
     ("LOGOUT_OIDC_END_SESSION", "false", "oidc_end_session", False),
+    (
+        "LOGOUT_TOKEN_KEYS",
+        "fastapi_users_token:{token}, app:token:{token}:v1",
+        "token_keys",
+        ("fastapi_users_token:{token}", "app:token:{token}:v1"),
+    ),
+    ("LOGOUT_TOKEN_COOKIE", "fastapiusersauth", "token_cookie", "fastapiusersauth"),
     ("LOGOUT_BACKCHANNEL_PATH", "/oidc/logout", "backchannel_path", "/oidc/logout"),
 ]
 
@@ -604,3 +611,81 @@ def test_fastapi_example_stops_at_start_up_on_a_bad_variable() -> None:
     )
     assert done.returncode != 0
     assert "LOGOUT_REDIS_TIMEOUT: must be a number of seconds" in done.stderr
+
+
+# -- token records: LOGOUT_TOKEN_KEYS and LOGOUT_TOKEN_COOKIE ----------------------------
+
+
+def test_token_settings_default_to_none() -> None:
+    config = LogoutConfig()
+    assert config.token_keys == ()
+    assert config.token_cookie is None
+    assert config.expired_cookies == ("session",)
+
+
+def test_token_settings_accept_fastapi_users_names() -> None:
+    config = LogoutConfig.from_env(
+        {
+            "LOGOUT_TOKEN_KEYS": "fastapi_users_token:{token}",
+            "LOGOUT_TOKEN_COOKIE": "fastapiusersauth",
+            "LOGOUT_SESSION_KEYS": "session:{sid}",
+        }
+    )
+    assert config.token_keys == ("fastapi_users_token:{token}",)
+    assert config.token_cookie == "fastapiusersauth"
+    # Our own words may appear after a prefix of the app's.
+    assert LogoutConfig(token_keys=("app:logout:{token}",)).token_keys == ("app:logout:{token}",)
+
+
+INVALID_TOKEN_SETTINGS: list[tuple[str, dict[str, str], str]] = [
+    ("no-placeholder", {"LOGOUT_TOKEN_KEYS": "fastapi_users_token:"}, "needs a constant prefix"),
+    ("session-placeholder", {"LOGOUT_TOKEN_KEYS": "token:{sid}"}, "needs a constant prefix"),
+    ("only-placeholder", {"LOGOUT_TOKEN_KEYS": "{token}"}, "needs a constant prefix"),
+    ("no-prefix", {"LOGOUT_TOKEN_KEYS": "{token}:record"}, "needs a constant prefix"),
+    ("unclosed", {"LOGOUT_TOKEN_KEYS": "token:{token"}, "needs a constant prefix"),
+    ("two-placeholders", {"LOGOUT_TOKEN_KEYS": "t:{token}:{token}"}, "malformed"),
+    ("other-brace", {"LOGOUT_TOKEN_KEYS": "t:{token}:{user}"}, "malformed"),
+    ("stray-brace", {"LOGOUT_TOKEN_KEYS": "t}:{token}"}, "malformed"),
+    ("space", {"LOGOUT_TOKEN_KEYS": "my token:{token}"}, "malformed"),
+    ("non-ascii", {"LOGOUT_TOKEN_KEYS": "jeton\u00e9:{token}"}, "malformed"),
+    ("in-key-prefix", {"LOGOUT_TOKEN_KEYS": "logout:tokens:{token}"}, "'logout:' "),
+    ("in-denylist", {"LOGOUT_TOKEN_KEYS": "logout:revoked:{token}"}, "LOGOUT_DENYLIST_PREFIX"),
+    ("prefix-of-ours", {"LOGOUT_TOKEN_KEYS": "log{token}"}, "overlaps"),
+    (
+        "in-custom-prefix",
+        {"LOGOUT_KEY_PREFIX": "mw:", "LOGOUT_TOKEN_KEYS": "mw:token:{token}"},
+        "LOGOUT_KEY_PREFIX",
+    ),
+    (
+        "in-stream",
+        {"LOGOUT_EVENTS_STREAM": "audit:logouts", "LOGOUT_TOKEN_KEYS": "audit:{token}"},
+        "LOGOUT_EVENTS_STREAM",
+    ),
+    ("cookie-bad-name", {"LOGOUT_TOKEN_COOKIE": "fastapi users auth"}, "not a valid cookie"),
+    ("cookie-is-session", {"LOGOUT_TOKEN_COOKIE": "session"}, "LOGOUT_SESSION_COOKIE"),
+    (
+        "cookie-is-custom-session",
+        {"LOGOUT_SESSION_COOKIE": "sid", "LOGOUT_TOKEN_COOKIE": "sid"},
+        "must differ",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [(environ, message) for _, environ, message in INVALID_TOKEN_SETTINGS],
+    ids=[case_id for case_id, _, _ in INVALID_TOKEN_SETTINGS],
+)
+def test_invalid_token_settings_stop_start_up_naming_the_variable(
+    environ: dict[str, str], message: str
+) -> None:
+    variable = "LOGOUT_TOKEN_COOKIE" if "LOGOUT_TOKEN_COOKIE" in environ else "LOGOUT_TOKEN_KEYS"
+    with pytest.raises(ConfigError) as caught:
+        LogoutConfig.from_env(environ)
+    assert str(caught.value).startswith(f"{variable}: ")
+    assert message in str(caught.value)
+
+
+def test_token_keys_given_as_one_string_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^LOGOUT_TOKEN_KEYS: give a sequence"):
+        LogoutConfig(token_keys="fastapi_users_token:{token}")  # type: ignore[arg-type]

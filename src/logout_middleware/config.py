@@ -52,6 +52,8 @@ JWT_ALGORITHMS = frozenset(
 
 #: RFC 6265 section 4.1.1 ``cookie-name`` is an RFC 2616 ``token``.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+#: A Redis key template as we accept one: printable ASCII, no spaces.
+_KEY = re.compile(r"[\x21-\x7e]+\Z")
 #: A path we can compare and put in a ``Location`` or ``Set-Cookie`` header verbatim.
 _PATH = re.compile(r"/[!$&'()*+,\-./0-9:;=@A-Z_a-z~%]*\Z")
 #: A DNS host name: dot-separated labels of letters, digits and inner hyphens (RFC 1123).
@@ -267,6 +269,16 @@ class LogoutConfig:
     #: ``LOGOUT_OIDC_END_SESSION``: after a browser logout, send the browser on to the
     #: provider's ``end_session_endpoint`` (RP-Initiated Logout 1.0).
     oidc_end_session: bool = False
+    #: ``LOGOUT_TOKEN_KEYS``: Redis key templates of a token's server-side record,
+    #: ``{token}`` standing for the raw token, deleted when the token ends (the bearer
+    #: scheme). ``fastapi_users_token:{token}`` is fastapi-users' ``RedisStrategy``
+    #: (its ``key_prefix``). Empty by default: tokens have no record.
+    token_keys: tuple[str, ...] = ()
+    #: ``LOGOUT_TOKEN_COOKIE``: the cookie whose value is a token (fastapi-users'
+    #: ``CookieTransport``: ``fastapiusersauth``), ended like the bearer token: its
+    #: ``LOGOUT_TOKEN_KEYS`` deleted, revoked (``LOGOUT_REVOKE_TOKENS``), and the cookie
+    #: expired, all with the bearer scheme. Unset: no cookie holds a token.
+    token_cookie: str | None = None
 
     def __post_init__(self) -> None:
         def set_(name: str, value: object) -> None:
@@ -281,6 +293,7 @@ class LogoutConfig:
             "session_keys",
             "jwt_algorithms",
             "jwt_audience",
+            "token_keys",
         ):
             value = getattr(self, name)
             if isinstance(value, str):
@@ -361,6 +374,7 @@ class LogoutConfig:
         if not self.denylist_prefix:
             raise _fail("denylist_prefix", "must not be empty")
         self._check_subjects()
+        self._check_tokens()
         _choice("on_store_error", self.on_store_error, OnStoreError)
         _choice("on_check_error", self.on_check_error, OnCheckError)
 
@@ -437,6 +451,50 @@ class LogoutConfig:
                     "must never be used as an HMAC secret",
                 )
         object.__setattr__(self, "jwt_algorithms", tuple(algorithms))
+
+    def _check_tokens(self) -> None:
+        """The checks of the token record settings.
+
+        A template is printable ASCII with a constant prefix, one ``{token}`` and no
+        other brace; the prefix must not overlap the middleware's own key spaces, or a
+        token chosen by a client could name one of its keys (a revocation, say).
+        """
+        ours = (
+            (self.denylist_prefix, "LOGOUT_DENYLIST_PREFIX"),
+            (self.key_prefix, "LOGOUT_KEY_PREFIX"),
+            (self.events_stream, "LOGOUT_EVENTS_STREAM"),
+        )
+        for template in self.token_keys:
+            before, placeholder, after = template.partition("{token}")
+            if not placeholder or not before:
+                raise _fail(
+                    "token_keys",
+                    f"{template!r} needs a constant prefix and {{token}}, "
+                    "such as fastapi_users_token:{token}",
+                )
+            if any(c in "{}" for c in before + after) or not _KEY.match(template):
+                raise _fail(
+                    "token_keys",
+                    f"{template!r} is malformed: printable ASCII with one {{token}} "
+                    "and no other brace",
+                )
+            for prefix, variable in ours:
+                if prefix and (before.startswith(prefix) or prefix.startswith(before)):
+                    raise _fail(
+                        "token_keys",
+                        f"{template!r} overlaps {prefix!r} ({variable}): a client's token "
+                        "could name one of the middleware's own keys",
+                    )
+        if self.token_cookie is not None:
+            if not _TOKEN.match(self.token_cookie):
+                raise _fail(
+                    "token_cookie", f"{self.token_cookie!r} is not a valid cookie name (RFC 6265)"
+                )
+            if self.token_cookie == self.session_cookie:
+                raise _fail(
+                    "token_cookie",
+                    "must differ from LOGOUT_SESSION_COOKIE: one cookie cannot hold both",
+                )
 
     def _check_oidc(self) -> None:
         """The checks of the OpenID Connect settings."""

@@ -43,9 +43,11 @@ class StoreOps:
     ``delete``: session record keys to delete (the ``DEL`` count is reported).
     ``sets``: ``(key, value, ttl seconds)`` for ``SET key value EX ttl``: revoked tokens,
     session tombstones, a subject's not-before. ``unindex``: ``(index key, member)``
-    pairs to ``ZREM``; ``drop_index``: index keys to delete whole. ``stream``: the audit
-    stream, or None to write no entry; ``entry`` its fields; ``maxlen`` the approximate
-    cap on its length.
+    pairs to ``ZREM``; ``drop_index``: keys to delete whole whose ``DEL`` count is not
+    reported: a subject's session index, and the records of the ended tokens
+    (``LOGOUT_TOKEN_KEYS``, such as ``fastapi_users_token:<token>``). ``stream``: the
+    audit stream, or None to write no entry; ``entry`` its fields; ``maxlen`` the
+    approximate cap on its length.
 
     Result: a :class:`StoreOutcome`.
     """

@@ -60,7 +60,15 @@ from .redirects import choose_next
 from .revocation import RevocationKeys, RevocationMirror, member, oidc_sid_hash, sha256_hex
 from .schemes import ALL_SCHEMES, Scheme, parse_schemes
 from .sessions import SessionIds, SessionRecord, read_record
-from .tokens import TokenClaims, TokenVerifier, bearer_token, read_claims, token_ttl
+from .tokens import (
+    TokenClaims,
+    TokenVerifier,
+    bearer_token,
+    cookie_token,
+    read_claims,
+    token_records,
+    token_ttl,
+)
 
 __all__ = ["Ended", "LogoutCore", "Route"]
 
@@ -85,6 +93,9 @@ class Ended:
     restore: KnownSession | None = None
     #: The raw ID token from the session record (``LOGOUT_SESSION_ID_TOKEN``), or None.
     id_token: str | None = None
+    #: The events of further contexts ended with it: a token in ``LOGOUT_TOKEN_COOKIE``
+    #: that differs from the request's bearer token (one audit entry each).
+    more: tuple[LogoutEvent, ...] = ()
 
 
 class LogoutCore:
@@ -158,6 +169,11 @@ class LogoutCore:
         }
         self._session_expiry = {
             secure: expire_cookie(config.session_cookie, secure, config) for secure in (False, True)
+        }
+        token_cookie = config.token_cookie
+        self._token_cookie_expiry = {
+            secure: expire_cookie(token_cookie, secure, config) if token_cookie else ""
+            for secure in (False, True)
         }
         clear = ", ".join(f'"{kind}"' for kind in config.clear_site_data)
         self._clear_site_data = (("Clear-Site-Data", clear),) if clear else ()
@@ -361,8 +377,7 @@ class LogoutCore:
         and the events to emit (none when it was refused; one per context ended)."""
         if route == "backchannel":
             return (yield from self.backchannel(head, body))
-        response, event = yield from self.logout(head, body, route)
-        return response, (event,) if event is not None else ()
+        return (yield from self._logout(head, body, route))
 
     def _admit_backchannel(self, head: RequestHead) -> Response | int:
         """The back-channel receiver takes a form ``POST`` from the provider: no cookies
@@ -511,24 +526,35 @@ class LogoutCore:
         default); at the everywhere URI, then every session and JWT of its subject too;
         at the impersonation URI, only what is impersonating.
 
+        The request's token is its ``Authorization: Bearer`` token, else the token in
+        ``LOGOUT_TOKEN_COOKIE``; a token cookie that differs from the bearer token ends
+        too, with an event of its own (given by :meth:`respond`).
+
         :param body: the request body as read (empty when :meth:`admit` returned 0).
         :returns: (by ``StopIteration``) the response, and the event (None when the
             request was refused and nothing changed: ``413``/``400`` for a bad body or an
             unknown scheme, ``400`` at the everywhere URI without a trusted subject,
             ``409`` at the impersonation URI when not impersonating).
         """
+        response, events = yield from self._logout(head, body, route)
+        return response, events[0] if events else None
+
+    def _logout(
+        self, head: RequestHead, body: bytes, route: Route
+    ) -> Flow[tuple[Response, tuple[LogoutEvent, ...]]]:
+        """:meth:`logout`, with the events of every context it ended."""
         config = self.config
         if len(body) > config.max_body:
-            return self._too_large, None
+            return self._too_large, ()
         try:
             params = request_params(head.query_string, head.content_type, body, config.max_body)
         except RequestEntityTooLarge:
-            return self._too_large, None
+            return self._too_large, ()
         except ValueError:
-            return self.bad_request, None
+            return self.bad_request, ()
         schemes = parse_schemes(v for k, v in params if k == config.scheme_param)
         if schemes is None:
-            return self._unknown_scheme, None
+            return self._unknown_scheme, ()
         redirect = None
         if not wants_json(head.accept):
             redirect = choose_next(
@@ -543,6 +569,7 @@ class LogoutCore:
         cookies = parse_cookie(head.cookie.encode("latin-1", "replace").decode("utf-8", "replace"))
         sid = self._ids.session_id(cookies.get(config.session_cookie))
         token = bearer_token(head.authorization.encode("latin-1", "replace"))
+        in_cookie = cookie_token(cookies.get(config.token_cookie)) if config.token_cookie else None
         endpoint: str | None = None
         rp_initiated = route == "logout" and config.oidc_end_session and "session" in schemes
         if rp_initiated:
@@ -550,6 +577,7 @@ class LogoutCore:
         ended = yield from self.end(
             session_id=sid,
             token=token,
+            cookie_token=in_cookie,
             reason="everywhere" if route == "everywhere" else "user_logout",
             everywhere=route == "everywhere",
             impersonation_only=route == "impersonation",
@@ -562,9 +590,9 @@ class LogoutCore:
             end_session=("redirected" if endpoint else "unavailable") if rp_initiated else None,
         )
         if ended.not_impersonating:
-            return self._not_impersonating, None
+            return self._not_impersonating, ()
         if ended.no_subject or ended.event is None:
-            return self._no_subject, None
+            return self._no_subject, ()
         provider_url = None
         if endpoint is not None and config.oidc_client_id:
             back = redirect or config.next_uri
@@ -577,13 +605,15 @@ class LogoutCore:
                 post_logout_redirect_uri=back,
                 state=secrets.token_urlsafe(16),
             )
-        return self._finish(head.scheme == "https", ended, route, provider_url)
+        response, event = self._finish(head.scheme == "https", ended, route, provider_url)
+        return response, (event, *(replace(more, redirect=event.redirect) for more in ended.more))
 
     def end(
         self,
         *,
         session_id: str | None = None,
         token: bytes | None = None,
+        cookie_token: bytes | None = None,
         subject: str | None = None,
         everywhere: bool = False,
         impersonation_only: bool = False,
@@ -616,6 +646,13 @@ class LogoutCore:
         session (``LOGOUT_SESSION_ORIGINAL``) restores that session when it exists, is
         not revoked, and belongs to the recorded impersonator (:attr:`Ended.restore`).
 
+        ``cookie_token`` is the token in ``LOGOUT_TOKEN_COOKIE``: without ``token`` (or
+        equal to it) it is the token; else a second credential of the request, ended
+        with the bearer scheme in the same transaction, its event in
+        :attr:`Ended.more`. An ended token's records (``LOGOUT_TOKEN_KEYS``) are deleted
+        whether or not ``LOGOUT_REVOKE_TOKENS`` revokes it; the token cookie is expired
+        with the bearer scheme (at the impersonation URI, only when its token ended).
+
         Round trips: the session read when due, the original session's read when
         restoring, the index read with ``everywhere``, and one ``MULTI``/``EXEC`` with
         every write and the audit entry.
@@ -623,11 +660,19 @@ class LogoutCore:
         config = self.config
         now = self._clock()
         session = self.checks.known_session(session_id) if session_id else None
-        claims: TokenClaims | None = read_claims(token) if token is not None else None
-        if token is not None and self.verifier.enabled:
-            verified: TokenClaims | None = yield Verify(token)
-            if verified is not None:
-                claims = verified
+        from_cookie = False  # whether ``token`` came from the token cookie
+        if cookie_token is not None and token in (None, cookie_token):
+            token, cookie_token, from_cookie = cookie_token, None, True
+        claims = yield from self._claims(token)
+        second = yield from self._claims(cookie_token)
+        if (
+            impersonation_only
+            and second is not None
+            and second.actor is not None
+            and (claims is None or claims.actor is None)
+        ):  # the token cookie's token is the one that impersonates: it comes first
+            token, cookie_token, claims, second = cookie_token, token, second, claims
+            from_cookie = True
         record: SessionRecord | None = None
         prefetched: tuple[str, tuple[str, ...]] | None = None
         fresh = everywhere or self._impersonation_configured or self._keeps_id_token
@@ -651,14 +696,26 @@ class LogoutCore:
         token_impersonator = claims.actor if claims is not None else None
         ends_session = session is not None and "session" in schemes
         ends_token = token is not None and "bearer" in schemes
+        ends_second = cookie_token is not None and "bearer" in schemes
         if impersonation_only:
             ends_session = ends_session and session_impersonator is not None
             ends_token = ends_token and token_impersonator is not None
+            ends_second = ends_second and second is not None and second.actor is not None
             if not (ends_session or ends_token):
                 return Ended(None, not_impersonating=True)
             schemes = tuple(
                 s for s in ALL_SCHEMES if (ends_session, ends_token)[ALL_SCHEMES.index(s)]
             )
+        expired: tuple[str, ...] = ()
+        if method:  # an HTTP logout: the cookies of the ended schemes
+            expired = config.expired_cookies if "session" in schemes else ()
+            ends_cookie = (from_cookie and ends_token) or ends_second
+            if (
+                config.token_cookie
+                and "bearer" in schemes
+                and (ends_cookie or not impersonation_only)
+            ):
+                expired = tuple(dict.fromkeys((*expired, config.token_cookie)))
 
         session_subject = session.subject if session is not None else None
         source: SubjectSource | None = None
@@ -715,7 +772,7 @@ class LogoutCore:
             at=datetime.fromtimestamp(now, timezone.utc),
             method=method,
             path=path,
-            cookies=config.expired_cookies if method and "session" in schemes else (),
+            cookies=expired,
             session_id_hash=session.hash if ends_session and session is not None else None,
             sessions_deleted=0,
             token_hash=token_hash,
@@ -738,9 +795,13 @@ class LogoutCore:
             restored=restored,
             end_session=end_session,
         )
+        second_event: LogoutEvent | None = None
+        if ends_second and cookie_token is not None:
+            second_event = self._second_token(event, cookie_token, second, now)
+        more = (second_event,) if second_event is not None else ()
         id_token = record.id_token if record is not None and ends_session else None
         if not self.has_store or self.mirror is None:
-            return Ended(event, id_token=id_token)
+            return Ended(event, id_token=id_token, more=more)
 
         keys = self.keys
         delete: list[str] = []
@@ -755,6 +816,13 @@ class LogoutCore:
             forgotten.append(session)
         if revoke_token and token_hash is not None and ttl is not None:
             sets.append((keys.token(token_hash), "1", ttl))
+        revoked = [token_hash] if revoke_token and token_hash is not None else []
+        records = token_records(token, config.token_keys) if ends_token and token else ()
+        if second_event is not None and cookie_token is not None:
+            records += token_records(cookie_token, config.token_keys)
+            if second_event.tokens_ended and second_event.token_hash and second_event.token_ttl:
+                revoked.append(second_event.token_hash)
+                sets.append((keys.token(second_event.token_hash), "1", second_event.token_ttl))
         sets += [(keys.session(digest), "1", config.session_ttl) for digest in tombstoned]
         if not_before is not None and subject is not None:
             sets.append((keys.not_before(subject), repr(now), config.token_max_ttl))
@@ -769,17 +837,21 @@ class LogoutCore:
             delete=tuple(dict.fromkeys(delete)),
             sets=tuple(sets),
             unindex=tuple(unindex),
-            drop_index=(keys.index(subject),)
-            if everywhere and "session" in schemes and subject is not None
-            else (),
+            drop_index=(
+                (keys.index(subject),)
+                if everywhere and "session" in schemes and subject is not None
+                else ()
+            )
+            + tuple(dict.fromkeys(records)),
             stream=config.events_stream or None,
             maxlen=config.events_maxlen,
             entry=tuple(event.to_fields().items()),
+            extra_entries=tuple(tuple(e.to_fields().items()) for e in more),
         )
         # Known before the transaction is sent: a request of this process that saves the
         # session after the DEL sees the tombstone when it finishes (and deletes again).
         self.mirror.add(
-            tokens=(token_hash,) if revoke_token and token_hash else (),
+            tokens=revoked,
             sessions=tombstoned,
             subject=subject if not_before is not None else None,
             not_before=not_before,
@@ -797,7 +869,56 @@ class LogoutCore:
             sessions_deleted=outcome.sessions_deleted,
             store_error=outcome.error,
         )
-        return Ended(done, restore=restore if outcome.status == "ok" else None, id_token=id_token)
+        return Ended(
+            done,
+            restore=restore if outcome.status == "ok" else None,
+            id_token=id_token,
+            more=tuple(replace(e, store=outcome.status, store_error=outcome.error) for e in more),
+        )
+
+    def _claims(self, token: bytes | None) -> Flow[TokenClaims | None]:
+        """A token's claims: verified when a key is configured and the signature holds,
+        else as read (None for an opaque token, or no token)."""
+        if token is None:
+            return None
+        claims = read_claims(token)
+        if self.verifier.enabled:
+            verified: TokenClaims | None = yield Verify(token)
+            if verified is not None:
+                claims = verified
+        return claims
+
+    def _second_token(
+        self, event: LogoutEvent, token: bytes, claims: TokenClaims | None, now: float
+    ) -> LogoutEvent:
+        """The event of a second token ended with ``event`` (a token cookie's that is not
+        the bearer token): the same request, this token alone, named by its hash."""
+        actor = claims.actor if claims is not None else None
+        sub = claims.sub if claims is not None else None
+        source: SubjectSource | None = None
+        if sub is not None and claims is not None:
+            source = "jwt" if claims.verified else "jwt_unverified"
+        iat = claims.iat if claims is not None else None
+        return replace(
+            event,
+            id=uuid.uuid4().hex,
+            cookies=(),
+            session_id_hash=None,
+            token_hash=sha256_hex(token),
+            token_ttl=token_ttl(claims, now, self.config),
+            type=_event_type(actor, 0, api=True),
+            subject=sub,
+            subject_source=source,
+            impersonator=actor,
+            duration=max(0.0, now - iat) if iat is not None else None,
+            sessions_ended=0,
+            tokens_ended=int(self.config.revoke_tokens and self.has_store),
+            ended_session_hashes=(),
+            not_before=None,
+            schemes=("bearer",),
+            restored=None,
+            end_session=None,
+        )
 
     def _restorable(
         self, candidate: KnownSession, found: Reading | None, impersonator: str
@@ -818,7 +939,8 @@ class LogoutCore:
         """The response to send, given the completed event.
 
         The cookies are expired when the session scheme ended; with a restored
-        impersonator's session, the session cookie is set back to it instead. When the
+        impersonator's session, the session cookie is set back to it instead. The token
+        cookie is expired when the event names it (its scheme ended). When the
         store failed and ``LOGOUT_ON_STORE_ERROR`` is ``fail``, the answer is ``503``
         with ``Retry-After``; else ``303`` to the target, or ``200`` JSON for JSON
         clients (``{"success": true}``, with the counts at the everywhere URI and
@@ -838,6 +960,10 @@ class LogoutCore:
                 headers += self._cookie_headers[secure]
                 if secure:
                     headers += self._clear_site_data
+        token_cookie = self.config.token_cookie
+        with_session = "session" in event.schemes and token_cookie in self.config.expired_cookies
+        if token_cookie and token_cookie in event.cookies and not with_session:
+            headers.append(("Set-Cookie", self._token_cookie_expiry[secure]))
         failed = event.store == "failed" and self.config.on_store_error == "fail"
         if failed:
             event = replace(event, redirect=None, end_session=None)
@@ -854,7 +980,7 @@ class LogoutCore:
             if route == "everywhere":
                 payload.update(
                     sessions_ended=event.sessions_ended,
-                    tokens_ended=event.tokens_ended,
+                    tokens_ended=event.tokens_ended + sum(e.tokens_ended for e in ended.more),
                     not_before=event.not_before,
                 )
             if event.restored is not None:

@@ -2,7 +2,9 @@
 the schemes it names (``Cookies`` but not ``Bearer``, say) and all when it names none.
 
 Two schemes: ``session`` (the cookies and the server-side session) and ``bearer`` (the
-``Authorization: Bearer`` token, and at the everywhere URI every JWT of the subject).
+``Authorization: Bearer`` token and the token in ``LOGOUT_TOKEN_COOKIE``, with their
+records in ``LOGOUT_TOKEN_KEYS`` and that cookie, and at the everywhere URI every JWT of
+the subject).
 """
 
 from __future__ import annotations

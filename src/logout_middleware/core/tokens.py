@@ -14,6 +14,7 @@ Two kinds of claims, kept apart by :attr:`TokenClaims.verified`:
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -30,7 +31,9 @@ __all__ = [
     "TokenClaims",
     "TokenVerifier",
     "bearer_token",
+    "cookie_token",
     "read_claims",
+    "token_records",
     "token_ttl",
 ]
 
@@ -54,6 +57,37 @@ def bearer_token(authorization: bytes) -> bytes | None:
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
     return token
+
+
+def cookie_token(value: str | None) -> bytes | None:
+    """The token a token cookie (``LOGOUT_TOKEN_COOKIE``, fastapi-users'
+    ``CookieTransport``) carries, as the bytes an ``Authorization: Bearer`` header would
+    carry it (so both hash alike); None when absent, empty, or longer than
+    :data:`MAX_TOKEN_LENGTH` bytes."""
+    token = value.strip().encode("utf-8") if value else b""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    return token
+
+
+#: A token that may be put in a key: printable ASCII (RFC 6750's ``b64token`` and
+#: every token scheme we know: fastapi-users' are ``secrets.token_urlsafe``).
+_KEYABLE = re.compile(rb"[\x21-\x7e]+\Z")
+
+
+def token_records(token: bytes, templates: tuple[str, ...]) -> tuple[str, ...]:
+    """The Redis keys of a token's server-side records: each ``LOGOUT_TOKEN_KEYS``
+    template with ``{token}`` replaced by the raw token (as fastapi-users'
+    ``RedisStrategy`` names ``fastapi_users_token:<token>``). Empty for a token that is
+    not printable ASCII: no store names a key after one.
+
+    These keys are the only place the raw token goes: chosen by the app's library, never
+    logged or written anywhere else by the middleware.
+    """
+    if not templates or not _KEYABLE.match(token):
+        return ()
+    text = token.decode("ascii")
+    return tuple(template.replace("{token}", text) for template in templates)
 
 
 @dataclass(frozen=True, slots=True)
