@@ -273,7 +273,7 @@ COMPANIONS = {
     "LOGOUT_BACKCHANNEL_PATH": {
         "LOGOUT_OIDC_ISSUER": "https://id.example.com",
         "LOGOUT_OIDC_CLIENT_ID": "app",
-    }
+    },
 }
 
 
@@ -427,6 +427,7 @@ INVALID_ENV: list[tuple[str, dict[str, str], str]] = [
         "LOGOUT_REDIS_URL",
     ),
     ("redis-cluster-maybe", {"LOGOUT_REDIS_CLUSTER": "maybe"}, "LOGOUT_REDIS_CLUSTER"),
+    ("stream-brace-outside-tag", {"LOGOUT_EVENTS_STREAM": "a{}b}"}, "LOGOUT_EVENTS_STREAM"),
     ("redis-timeout-text", {"LOGOUT_REDIS_TIMEOUT": "fast"}, "LOGOUT_REDIS_TIMEOUT"),
     ("redis-timeout-zero", {"LOGOUT_REDIS_TIMEOUT": "0"}, "LOGOUT_REDIS_TIMEOUT"),
     ("redis-timeout-negative", {"LOGOUT_REDIS_TIMEOUT": "-1"}, "LOGOUT_REDIS_TIMEOUT"),

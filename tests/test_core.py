@@ -852,7 +852,7 @@ def test_logout_event_fields() -> None:
     assert ops.entry == tuple(event.to_fields().items())
     assert ops.delete == ("session:raw-session-id-123",)  # the key itself needs the id
     assert ops.unindex == ()  # the record named no subject
-    assert ops.drop_index == ()
+    assert ops.discard == ()
     for text in (repr(event), repr(ops.entry), repr(ops.sets)):
         assert "raw-session-id-123" not in text
         assert token not in text
@@ -890,7 +890,7 @@ def test_logout_learns_subject_from_the_record() -> None:
     assert event.subject == "42"
     assert event.subject_source == "session"
     assert runner.ops.unindex == ((index, sha256_hex(b"s1")),)
-    assert runner.ops.drop_index == ()
+    assert runner.ops.discard == ()
     assert not any("not-before" in key for key, _, _ in runner.ops.sets)
 
 
@@ -1307,7 +1307,7 @@ def test_everywhere_by_session_subject() -> None:
             (core.keys.not_before("u1"), repr(T), 30 * 24 * 3600),
         ),
         unindex=((index, own),),
-        drop_index=(index,),
+        discard=(index,),
         stream="audit",
         maxlen=100_000,
         entry=tuple(event.to_fields().items()),
@@ -1396,7 +1396,7 @@ def test_everywhere_by_verified_jwt() -> None:
         (core.keys.not_before("u1"), repr(T), 30 * 24 * 3600),
     )
     assert runner.ops.unindex == ()
-    assert runner.ops.drop_index == (index,)
+    assert runner.ops.discard == (index,)
     assert event.subject_source == "jwt"
     assert event.type == "session_end"  # a session of the subject ended
     assert event.sessions_ended == 1
@@ -1417,7 +1417,7 @@ def test_everywhere_by_verified_jwt_with_empty_index() -> None:
     assert event.type == "api_session_end"
     assert event.sessions_ended == 0
     assert event.ended_session_hashes == ()
-    assert runner.ops.drop_index == (core.keys.index("u1"),)
+    assert runner.ops.discard == (core.keys.index("u1"),)
 
 
 def test_everywhere_session_subject_wins_over_jwt() -> None:
@@ -1431,7 +1431,7 @@ def test_everywhere_session_subject_wins_over_jwt() -> None:
     assert event is not None
     assert event.subject == "from-session"
     assert event.subject_source == "session"
-    assert runner.ops.drop_index == (core.keys.index("from-session"),)
+    assert runner.ops.discard == (core.keys.index("from-session"),)
 
 
 def test_everywhere_index_read_failed_still_sets_not_before() -> None:
@@ -1501,7 +1501,7 @@ def test_end_by_admin_subject() -> None:
         (core.keys.session(h("b")), "1", 31 * 24 * 3600),
         (core.keys.not_before("u9"), repr(T), 30 * 24 * 3600),
     )
-    assert runner.ops.drop_index == (index,)
+    assert runner.ops.discard == (index,)
 
 
 def test_end_everywhere_without_subject_changes_nothing() -> None:

@@ -66,7 +66,7 @@ def make_ops(
     stream: str | None = STREAM,
     sets: tuple[tuple[str, str, int], ...] = (),
     unindex: tuple[tuple[str, str], ...] = (),
-    drop_index: tuple[str, ...] = (),
+    discard: tuple[str, ...] = (),
 ) -> StoreOps:
     """Ops of one logout whose audit entry has ``id`` = ``name``."""
     token_sets = ((revoke_key(token), "1", ttl),) if token is not None else ()
@@ -74,7 +74,7 @@ def make_ops(
         delete=delete,
         sets=token_sets + sets,
         unindex=unindex,
-        drop_index=drop_index,
+        discard=discard,
         stream=stream,
         maxlen=1000,
         entry=(
@@ -209,7 +209,7 @@ def test_execute_drops_whole_index(store: RedisStore, redis_client: redis.Redis)
     redis_client.zadd(index, {h("s1"): T, h("s2"): T})
     redis_client.zadd(KEYS.index("u2"), {h("s3"): T})
     redis_client.set("session:s1", b"data")
-    outcome = store.execute(make_ops("e1", delete=("session:s1",), drop_index=(index,)))
+    outcome = store.execute(make_ops("e1", delete=("session:s1",), discard=(index,)))
     assert outcome.status == "ok"
     assert outcome.sessions_deleted == 1  # the index is not counted as a session
     assert redis_client.exists(index) == 0
@@ -256,7 +256,7 @@ def test_execute_everywhere_is_one_transaction(
         delete=("session:s1",),
         sets=((KEYS.session(h("s1")), "1", 60), (KEYS.not_before("u1"), repr(T), 60)),
         unindex=((index, h("s1")),),
-        drop_index=(index,),
+        discard=(index,),
     )
     calls = calls_during(redis_client, lambda: store.execute(ops))
     # Two sets and the audit entry's write-once claim (inside the EVAL).
@@ -530,7 +530,7 @@ def test_backlog_replays_every_kind_of_write(
         "late",
         sets=((KEYS.not_before("u1"), repr(T), 600),),
         unindex=((index, h("s1")),),
-        drop_index=(index,),
+        discard=(index,),
     )
     assert dead_store.execute(late).status == "failed"
     dead_store.client = redis_client

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from .topology import RedisTarget, redis_target
+from .topology import RedisTarget, hash_tag, redis_target
 
 __all__ = ["ConfigError", "LogoutConfig"]
 
@@ -420,6 +420,12 @@ class LogoutConfig:
                         f"{prefix!r} overlaps {other!r} (LOGOUT_{name.upper()}): the "
                         "revocation cache would read one kind of key as another",
                     )
+        if "}" in self.events_stream and hash_tag(self.events_stream) is None:
+            raise _fail(
+                "events_stream",
+                "has a '}' outside a {hash tag}: its audit entries' write-once markers "
+                "could not share its Redis Cluster slot",
+            )
         for name in ("session_ttl",):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -56,6 +56,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -94,7 +95,15 @@ from .core.ops import (
     VerifyLogoutToken,
 )
 from .core.revocation import MirrorSnapshot, RevocationMirror
-from .topology import REDIS_ERRORS, LazyClient, RedisTarget, make_client, redis_target, start_probe
+from .topology import (
+    REDIS_ERRORS,
+    LazyClient,
+    RedisTarget,
+    hash_tag,
+    make_client,
+    redis_target,
+    start_probe,
+)
 
 if TYPE_CHECKING:
     from .config import LogoutConfig
@@ -113,6 +122,10 @@ FOLLOW_BLOCK_MS = 5000
 #: The same on a cluster, where ``CLIENT UNBLOCK`` cannot reach the follower's own
 #: connection: closing the store waits for the follower's ``XREAD`` to end instead.
 CLUSTER_FOLLOW_BLOCK_MS = 1000
+#: After a check or read timed out, how long the next ones answer "Redis failed" at once
+#: instead of waiting for their own timeout, seconds: a Redis that does not answer (or a
+#: TLS URL to a plain port) costs one request a second its timeouts, not every request.
+DOWN_FOR = 1.0
 #: How often failed logouts are retried in the background, seconds.
 RETRY_EVERY = 1.0
 #: How long an audit entry's write-once marker is kept, seconds: a retry within that
@@ -175,14 +188,14 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
 """
 
 
-def written_key(stream: str, entry_id: str) -> str:
-    """The write-once marker of audit entry ``entry_id`` in ``stream``: in the stream's
-    hash slot (its hash tag when it has one, else the whole name as the tag), so that
-    the script that checks it and appends the entry touches one slot of a cluster."""
-    start = stream.find("{")
-    end = stream.find("}", start + 1)
-    tag = stream if start >= 0 and end > start + 1 else "{" + stream + "}"
-    return f"{tag}:written:{entry_id}"
+def written_key(prefix: str, stream: str, entry_id: str) -> str:
+    """The write-once marker of audit entry ``entry_id`` in ``stream``:
+    ``<prefix>{<tag>}:<entry id>``, where the tag is the stream's hash tag when it has
+    one, else its whole name, so that the script that checks the marker and appends the
+    entry touches one slot of a cluster. (A stream name with a ``}`` outside a hash tag
+    is refused by the configuration.)"""
+    tag = hash_tag(stream)
+    return f"{prefix}{{{stream if tag is None else tag}}}:{entry_id}"
 
 
 class _Backlog:
@@ -228,14 +241,14 @@ def _queue(pipe: Any, ops: StoreOps, status: str = "ok", elapsed: float = 0.0) -
             pipe.set(key, value, ex=remaining)
     for index, member in ops.unindex:
         pipe.zrem(index, member)
-    for key in ops.drop_index:
+    for key in ops.discard:
         pipe.delete(key)
     if ops.stream is not None:
         cap = "" if ops.maxlen is None else str(ops.maxlen)
         for entry in (ops.entry, *ops.extra_entries):
             fields = {**dict(entry), "store": status}
             flat = [part for pair in fields.items() for part in pair]
-            marker = written_key(ops.stream, fields.get("id", ""))
+            marker = written_key(ops.written_prefix, ops.stream, fields.get("id", ""))
             pipe.execute_command(
                 "EVAL", APPEND_ONCE, 2, ops.stream, marker, WRITTEN_TTL, cap, *flat
             )
@@ -257,10 +270,17 @@ def _deleted(ops: StoreOps, results: Sequence[Any]) -> int:
     return sum(int(n) for n in results[: len(ops.delete)])
 
 
+#: redis-py names a failed pipeline command with its arguments, keys included; a key
+#: may hold a raw session id or token (``session:<id>``), so they are cut out.
+_COMMAND_ARGS = re.compile(r"(Command # \d+) \(.*?\)( of pipeline)", re.DOTALL)
+
+
 def _failure(exc: BaseException) -> tuple[bool, str]:
     """Whether a retry can cure ``exc`` (Redis unreachable, a failover under way), and
-    the error as reported (type and message, at most 200 characters)."""
-    return isinstance(exc, TRANSIENT), f"{type(exc).__name__}: {exc}"[:200]
+    the error as reported: type and message, at most 200 characters, with the failed
+    command's arguments removed (they may name a key holding a raw secret)."""
+    message = _COMMAND_ARGS.sub(r"\1\2", str(exc))
+    return isinstance(exc, TRANSIENT), f"{type(exc).__name__}: {message}"[:200]
 
 
 def _queue_read(pipe: Any, request: Read) -> None:
@@ -408,6 +428,7 @@ class _Shared:
         self._raw = self._twin(client) if _decodes(client) else client
         self._backlog = _Backlog(backlog)
         self._warn = _Warnings(WARN_EVERY)
+        self._down_until = 0.0  # see DOWN_FOR
         self._stream = cache_stream
         #: The mirror the follower keeps current (see :meth:`attach`), or None.
         self.mirror: RevocationMirror | None = None
@@ -553,7 +574,20 @@ class _Shared:
         raise NotImplementedError
 
     def _check_failed(self, exc: BaseException) -> None:
-        self._warn("check", logging.WARNING, "revocation check failed: %s", _failure(exc)[1])
+        error = _failure(exc)[1]
+        if isinstance(exc, redis.TimeoutError):  # slow: refused connections fail fast
+            self._down_until = time.monotonic() + DOWN_FOR
+        self._warn("check", logging.WARNING, "revocation check failed: %s", error)
+
+    def _skipping(self) -> bool:
+        """True for :data:`DOWN_FOR` seconds after a check found Redis unreachable: the
+        caller answers as if Redis failed, at once."""
+        if not self._down_until:
+            return False
+        if time.monotonic() < self._down_until:
+            return True
+        self._down_until = 0.0
+        return False
 
     def _follower_failed(self, exc: BaseException) -> None:
         if self.mirror is not None:
@@ -638,6 +672,8 @@ class RedisStore(_Shared):
 
     def read(self, request: Read) -> Reading | None:
         """The replies to ``request`` in one pipeline, or None when Redis failed."""
+        if self._skipping():
+            return None
         try:
             pipe = self._raw.pipeline(transaction=False)
             _queue_read(pipe, request)
@@ -648,6 +684,8 @@ class RedisStore(_Shared):
 
     def check(self, request: Check) -> Checked | None:
         """Redis's answers to ``request`` in one pipeline, or None when it failed."""
+        if self._skipping():
+            return None
         try:
             pipe = self.client.pipeline(transaction=False)
             _queue_check(pipe, request)
@@ -658,6 +696,8 @@ class RedisStore(_Shared):
 
     def claim(self, request: Claim) -> bool | None:
         """``SET NX EX``: True when the key was new, False when it existed, None on failure."""
+        if self._skipping():
+            return None
         try:
             return bool(self.client.set(request.key, b"1", nx=True, ex=request.ttl))
         except REDIS_ERRORS as exc:
@@ -666,6 +706,8 @@ class RedisStore(_Shared):
 
     def index(self, request: Index) -> None:
         """Index a session under its subject; failures are logged."""
+        if self._skipping():
+            return
         try:
             pipe = self.client.pipeline(transaction=False)
             _queue_index(pipe, request)
@@ -675,6 +717,8 @@ class RedisStore(_Shared):
 
     def delete(self, request: Delete) -> None:
         """Delete re-created records; failures are logged."""
+        if self._skipping():
+            return
         try:
             self.client.delete(*request.keys)
         except REDIS_ERRORS as exc:
@@ -770,27 +814,38 @@ class RedisStore(_Shared):
                     with contextlib.suppress(*REDIS_ERRORS):
                         self.client.client_unblock(self._follower_id)
                 follower.join(0.05)
-        self.client.close()
+        _close(self.client, own_pool=False)
         if self._raw is not self.client:
             self._raw.close()
 
 
-def _close(client: Any) -> None:
-    """Close a client built for the follower, and its pool (which it does not own)."""
+def _close(client: Any, *, own_pool: bool = True) -> None:
+    """Close ``client``; with ``own_pool`` also its connection pool (which a client made
+    on a pool does not close) and, for a Sentinel's client, the connections to the
+    sentinels that found its primary."""
     with contextlib.suppress(*REDIS_ERRORS):
         client.close()
         pool = getattr(client, "connection_pool", None)
-        if pool is not None:
+        if own_pool and pool is not None:
             pool.disconnect()
+        for sentinel in _sentinels_of(client):
+            sentinel.close()
 
 
-async def _aclose(client: Any) -> None:
+async def _aclose(client: Any, *, own_pool: bool = True) -> None:
     """:func:`_close` for a ``redis.asyncio`` client."""
     with contextlib.suppress(*REDIS_ERRORS):
         await client.aclose()
         pool = getattr(client, "connection_pool", None)
-        if pool is not None:
+        if own_pool and pool is not None:
             await pool.disconnect()
+        for sentinel in _sentinels_of(client):
+            await sentinel.aclose()
+
+
+def _sentinels_of(client: Any) -> list[Any]:
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    return list(getattr(manager, "sentinels", ()))
 
 
 class AsyncRedisStore(_Shared):
@@ -861,6 +916,8 @@ class AsyncRedisStore(_Shared):
 
     async def read(self, request: Read) -> Reading | None:
         """The replies to ``request`` in one pipeline, or None when Redis failed."""
+        if self._skipping():
+            return None
         try:
             pipe = self._raw.pipeline(transaction=False)
             _queue_read(pipe, request)
@@ -871,6 +928,8 @@ class AsyncRedisStore(_Shared):
 
     async def check(self, request: Check) -> Checked | None:
         """Redis's answers to ``request`` in one pipeline, or None when it failed."""
+        if self._skipping():
+            return None
         try:
             pipe = self.client.pipeline(transaction=False)
             _queue_check(pipe, request)
@@ -881,6 +940,8 @@ class AsyncRedisStore(_Shared):
 
     async def claim(self, request: Claim) -> bool | None:
         """``SET NX EX``: True when the key was new, False when it existed, None on failure."""
+        if self._skipping():
+            return None
         try:
             return bool(await self.client.set(request.key, b"1", nx=True, ex=request.ttl))
         except REDIS_ERRORS as exc:
@@ -889,6 +950,8 @@ class AsyncRedisStore(_Shared):
 
     async def index(self, request: Index) -> None:
         """Index a session under its subject; failures are logged."""
+        if self._skipping():
+            return
         try:
             pipe = self.client.pipeline(transaction=False)
             _queue_index(pipe, request)
@@ -898,6 +961,8 @@ class AsyncRedisStore(_Shared):
 
     async def delete(self, request: Delete) -> None:
         """Delete re-created records; failures are logged."""
+        if self._skipping():
+            return
         try:
             await self.client.delete(*request.keys)
         except REDIS_ERRORS as exc:
@@ -979,7 +1044,7 @@ class AsyncRedisStore(_Shared):
                 await asyncio.wait({task}, timeout=0.05)
             if task.done() and not task.cancelled():
                 task.exception()  # retrieved: it is logged by the loop otherwise
-        await self.client.aclose()
+        await _aclose(self.client, own_pool=False)
         if self._raw is not self.client:
             await self._raw.aclose()
 

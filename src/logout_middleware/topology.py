@@ -47,6 +47,7 @@ __all__ = [
     "LazyClient",
     "RedisHealth",
     "RedisTarget",
+    "hash_tag",
     "make_client",
     "probe",
     "redis_target",
@@ -89,6 +90,15 @@ class RedisTarget:
     def shown(self) -> str:
         """The URL with any password replaced by ``***``, for logs."""
         return re.sub(r"(://[^/@]*?:)[^/@]*@", r"\1***@", self.url)
+
+
+def hash_tag(key: str) -> str | None:
+    """The hash tag of ``key`` as Redis Cluster reads it (the text between the first
+    ``{`` and the first ``}`` after it, when not empty), or None: then the whole key is
+    hashed to pick its slot."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    return key[start + 1 : end] if end > start + 1 else None
 
 
 def redis_target(url: str, *, cluster: bool = False) -> RedisTarget:

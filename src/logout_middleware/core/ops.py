@@ -43,11 +43,13 @@ class StoreOps:
     ``delete``: session record keys to delete (the ``DEL`` count is reported).
     ``sets``: ``(key, value, ttl seconds)`` for ``SET key value EX ttl``: revoked tokens,
     session tombstones, a subject's not-before. ``unindex``: ``(index key, member)``
-    pairs to ``ZREM``; ``drop_index``: keys to delete whole whose ``DEL`` count is not
+    pairs to ``ZREM``; ``discard``: keys to delete whole whose ``DEL`` count is not
     reported: a subject's session index, and the records of the ended tokens
     (``LOGOUT_TOKEN_KEYS``, such as ``fastapi_users_token:<token>``). ``stream``: the
     audit stream, or None to write no entry; ``entry`` its fields; ``maxlen`` the
-    approximate cap on its length.
+    approximate cap on its length; ``written_prefix`` the prefix of each entry's
+    write-once marker (an entry id is appended once, however often the writes are
+    retried).
 
     Result: a :class:`StoreOutcome`.
     """
@@ -55,12 +57,13 @@ class StoreOps:
     delete: tuple[str, ...] = ()
     sets: tuple[tuple[str, str, int], ...] = ()
     unindex: tuple[tuple[str, str], ...] = ()
-    drop_index: tuple[str, ...] = ()
+    discard: tuple[str, ...] = ()
     stream: str | None = None
     maxlen: int = 100_000
     entry: tuple[tuple[str, str], ...] = ()
     #: Further audit entries of the same transaction (one per context ended).
     extra_entries: tuple[tuple[tuple[str, str], ...], ...] = ()
+    written_prefix: str = "logout:written:"
 
 
 @dataclass(frozen=True, slots=True)

@@ -499,9 +499,10 @@ class LogoutCore:
         ops = StoreOps(
             delete=tuple(dict.fromkeys(delete)),
             sets=tuple(sets),
-            drop_index=(index,),
+            discard=(index,),
             stream=config.events_stream or None,
             maxlen=config.events_maxlen,
+            written_prefix=keys.written_prefix,
             entry=fields[0],
             extra_entries=tuple(fields[1:]),
         )
@@ -837,7 +838,7 @@ class LogoutCore:
             delete=tuple(dict.fromkeys(delete)),
             sets=tuple(sets),
             unindex=tuple(unindex),
-            drop_index=(
+            discard=(
                 (keys.index(subject),)
                 if everywhere and "session" in schemes and subject is not None
                 else ()
@@ -845,6 +846,7 @@ class LogoutCore:
             + tuple(dict.fromkeys(records)),
             stream=config.events_stream or None,
             maxlen=config.events_maxlen,
+            written_prefix=keys.written_prefix,
             entry=tuple(event.to_fields().items()),
             extra_entries=tuple(tuple(e.to_fields().items()) for e in more),
         )

@@ -13,7 +13,9 @@ subject not-before     ``<prefix>not-before:`` + SHA-256(subject)   ``LOGOUT_TOK
 
 (``<prefix>`` is ``LOGOUT_KEY_PREFIX``, ``logout:`` by default.) The session index, a
 sorted set per subject at ``<prefix>sessions-of:`` + SHA-256(subject), holds the hashes
-of the subject's session ids scored by when each entry expires.
+of the subject's session ids scored by when each entry expires. Each audit entry's
+write-once marker is ``<prefix>written:{<stream>}:<entry id>`` (the stream's name, or its
+hash tag, as the marker's hash tag: the same Redis Cluster slot as the stream).
 
 A :class:`RevocationMirror` is one process's copy of the three kinds, as 64-bit prefixes
 of the hashes (the not-before times as values): loaded by ``SCAN`` and kept current by
@@ -93,6 +95,8 @@ class RevocationKeys:
         self.oidc_sid_prefix = config.key_prefix + "revoked-oidc-sid:"
         self.oidc_index_prefix = config.key_prefix + "sessions-of-oidc-sid:"
         self.oidc_jti_prefix = config.key_prefix + "oidc-jti:"
+        #: Prefix of the audit entries' write-once markers (see the store).
+        self.written_prefix = config.key_prefix + "written:"
 
     def token(self, token_hash: str) -> str:
         """The denylist key of a token, by its SHA-256 hex."""
