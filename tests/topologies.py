@@ -159,7 +159,7 @@ class RedisProcess:
         self.name = name
         self.executable = executable or find_redis_server()
         self._own_directory = directory is None
-        self.directory = directory or Path(tempfile.mkdtemp(prefix="logout-redis-"))
+        self.directory = directory or Path(tempfile.mkdtemp(prefix="logout-faults-redis-"))
         self.directory.mkdir(parents=True, exist_ok=True)
         self._fixed_port = port
         self.port = port or 0
@@ -413,7 +413,7 @@ class SentinelGroup(_Topology):
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 3000,
     ) -> None:
-        super().__init__("logout-sentinel-")
+        super().__init__("logout-faults-sentinel-")
         self.service = service
         self.options = dict(options or {})
         self.down_after_ms = down_after_ms
@@ -650,7 +650,7 @@ class RedisCluster(_Topology):
         options: Mapping[str, str] | None = None,
         node_timeout_ms: int = 1000,
     ) -> None:
-        super().__init__("logout-cluster-")
+        super().__init__("logout-faults-cluster-")
         self.primary_count = primaries
         self.options = dict(options or {})
         self.node_timeout_ms = node_timeout_ms
