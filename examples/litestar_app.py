@@ -84,10 +84,9 @@ sessions_redis = redis.asyncio.Redis.from_url(
 
 # The whole integration: the outermost layer, so POST /logout is answered before
 # Litestar routes it. The configuration is read here, at import, so that a bad
-# LOGOUT_* value stops the app at start-up. (Litestar types its ASGI scope as
-# TypedDicts, narrower than the middleware's MutableMapping: hence the ignore.)
+# LOGOUT_* value stops the app at start-up.
 app = LogoutMiddleware(
-    Litestar(  # type: ignore[arg-type]
+    Litestar(
         route_handlers=[index, login],
         middleware=[ServerSideSessionConfig(key="session").middleware],
         stores={"sessions": RedisStore(sessions_redis).with_namespace("sessions")},

@@ -78,9 +78,8 @@ async def login() -> ResponseReturnValue:
 
 # The whole integration: POST /logout is answered by the middleware from here on. The
 # configuration is read here, at import, so that a bad LOGOUT_* value stops the app.
-# (Quart types its ASGI scope and messages as TypedDicts, which mypy does not take for
-# the middleware's MutableMapping, either way: hence the ignores.)
-app.asgi_app = LogoutMiddleware(  # type: ignore[method-assign,assignment]
-    app.asgi_app,  # type: ignore[arg-type]
+# (Assigning to a method is what mypy's ignore is for, as in Flask's wsgi_app idiom.)
+app.asgi_app = LogoutMiddleware(  # type: ignore[method-assign]
+    app.asgi_app,
     config=LogoutConfig.from_env(),
 )

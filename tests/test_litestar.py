@@ -197,13 +197,13 @@ async def test_only_the_wrapped_app_answers_the_logout_uri(
     config = LogoutConfig()
     if adoption == "wrapped":
         app: object = LogoutMiddleware(
-            Litestar(route_handlers=[hello], logging_config=None),  # type: ignore[arg-type]
+            Litestar(route_handlers=[hello], logging_config=None),
             config=config,
         )
     else:
         app = Litestar(
             route_handlers=[hello],
-            middleware=[DefineMiddleware(LogoutMiddleware, config=config)],  # type: ignore[arg-type]
+            middleware=[DefineMiddleware(LogoutMiddleware, config=config)],
             logging_config=None,
         )
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]

@@ -39,7 +39,9 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: Any ASGI 3.0 application. Loosely typed on purpose: frameworks type their scopes as
+#: ``TypedDict`` unions (Litestar, Quart), which a ``MutableMapping`` parameter refuses.
+ASGIApp = Callable[..., Awaitable[None]]
 
 #: The request headers a logout looks at, and the separator for repeated ones.
 _WANTED = {
@@ -86,10 +88,12 @@ class LogoutMiddleware:
             self.store.attach(self.core.mirror, self.core.records_of)
         self.listeners = listeners(on_logout)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """The ASGI 3.0 application: answer the logout and everywhere URIs itself; check
         the credentials of other HTTP requests and websocket handshakes; pass everything
-        else, ``lifespan`` included, to the app."""
+        else, ``lifespan`` included, to the app. (``scope``, ``receive`` and ``send`` are
+        typed ``Any`` so that a framework's own ASGI types, ``TypedDict`` scopes
+        included, type-check where the middleware takes the app's place.)"""
         kind = scope["type"]
         core = self.core
         if kind == "http":
