@@ -9,8 +9,10 @@ A row of the table (under the ``## Recipes`` heading of README.md) has four cell
 
     | `name` | framework and store (prose) | `server command` | `LOGOUT_X=value` `LOGOUT_Y=value` |
 
-The server command is run from the project root with ``python -m`` prefixed; it listens
-on port 8000, which :meth:`Recipe.command` replaces. A ``$NAME`` in a setting is the
+The server command is run from the project root as a shell would run it (the program
+from the virtual environment's ``bin`` when it is there); it listens on port 8000, which
+:meth:`Recipe.command` replaces. (``waitress-serve``, not ``python -m waitress``: only the
+former exits non-zero when the app fails to load.) A ``$NAME`` in a setting is the
 app's own secret of that name (``LOGOUT_JWT_KEY=$JWT_SECRET``): :meth:`Recipe.env`
 makes one up when it is not set, and gives the same value to the app and the middleware.
 """
@@ -23,6 +25,7 @@ import os
 import re
 import secrets
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -52,7 +55,8 @@ class Recipe:
 
     :param name: the row's short name (``django-asgi``), as ``dev.py example`` takes it.
     :param title: framework and store, as the README words it.
-    :param server: the server command, a ``python -m`` module and its arguments.
+    :param server: the server command: a program (``uvicorn``, ``waitress-serve``) and
+        its arguments.
     :param settings: ``LOGOUT_*`` variable to value, exactly as the README gives them.
     """
 
@@ -62,10 +66,15 @@ class Recipe:
     settings: Mapping[str, str]
 
     def command(self, port: int | str = PORT, python: str = sys.executable) -> list[str]:
-        """The server command on ``port``: ``python -m <server...>`` with the table's
-        port (8000, as ``--port 8000``, ``--port=8000`` or ``:8000``) replaced."""
-        args = [re.sub(rf"(?<![0-9]){PORT}(?![0-9])", str(port), arg) for arg in self.server]
-        return [python, "-m", *args]
+        """The server command on ``port``, the table's port (8000, as ``--port 8000``,
+        ``--port=8000`` or ``:8000``) replaced; the program is taken from beside
+        ``python`` (its virtual environment) when it is there, else from ``PATH``."""
+        program, *args = (
+            re.sub(rf"(?<![0-9]){PORT}(?![0-9])", str(port), arg) for arg in self.server
+        )
+        beside = Path(python).parent / program
+        found = str(beside) if beside.exists() else shutil.which(program) or program
+        return [found, *args]
 
     def env(self, redis_url: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The server's environment: ``base`` (default ``os.environ``) without any
