@@ -11,6 +11,16 @@ import pytest
 from logout_middleware.config import ConfigError, LogoutConfig
 
 
+def test_a_non_default_session_cookie_is_the_only_one_expired_by_default() -> None:
+    """Django's ``sessionid`` alone: no stray ``session`` cookie is expired."""
+    config = LogoutConfig(session_cookie="sessionid")
+    assert config.expired_cookies == ("sessionid",)
+    assert LogoutConfig(session_cookie="sessionid", cookies=("csrftoken",)).expired_cookies == (
+        "csrftoken",
+        "sessionid",
+    )
+
+
 def test_defaults() -> None:
     config = LogoutConfig()
     assert config.path == "/logout"
@@ -20,7 +30,7 @@ def test_defaults() -> None:
     assert config.next_uri == "/"
     assert config.allowed_hosts == ()
     assert config.trusted_origins == ()
-    assert config.cookies == ("session",)
+    assert config.cookies == ()
     assert config.cookie_path == "/"
     assert config.cookie_domain is None
     assert config.cookie_secure is None
@@ -403,7 +413,6 @@ INVALID_ENV: list[tuple[str, dict[str, str], str]] = [
     ),
     ("cookies-bad-name", {"LOGOUT_COOKIES": "ses sion"}, "LOGOUT_COOKIES"),
     ("cookies-semicolon", {"LOGOUT_COOKIES": "a;b"}, "LOGOUT_COOKIES"),
-    ("cookies-only-commas", {"LOGOUT_COOKIES": ","}, "LOGOUT_COOKIES"),
     ("cookie-path-relative", {"LOGOUT_COOKIE_PATH": "app"}, "LOGOUT_COOKIE_PATH"),
     ("cookie-domain-bad", {"LOGOUT_COOKIE_DOMAIN": "exa mple.com"}, "LOGOUT_COOKIE_DOMAIN"),
     ("cookie-domain-url", {"LOGOUT_COOKIE_DOMAIN": "https://example.com"}, "LOGOUT_COOKIE_DOMAIN"),
@@ -482,7 +491,6 @@ INVALID_KWARGS: list[tuple[str, dict[str, Any], str]] = [
     ("clear-site-data-one-string", {"clear_site_data": "cookies"}, "LOGOUT_CLEAR_SITE_DATA"),
     ("session-keys-one-string", {"session_keys": "session:{sid}"}, "LOGOUT_SESSION_KEYS"),
     ("methods-empty", {"methods": ()}, "LOGOUT_METHODS"),
-    ("cookies-empty", {"cookies": ()}, "LOGOUT_COOKIES"),
     ("session-keys-empty", {"session_keys": ()}, "LOGOUT_SESSION_KEYS"),
     ("session-secret-empty", {"session_secret": ""}, "LOGOUT_SESSION_SECRET"),
     ("denylist-prefix-empty", {"denylist_prefix": ""}, "LOGOUT_DENYLIST_PREFIX"),

@@ -140,9 +140,10 @@ class LogoutConfig:
     #: ``LOGOUT_TRUSTED_ORIGINS``: origins (``https://app.example.com``) allowed to POST
     #: to the logout URI cross-origin.
     trusted_origins: tuple[str, ...] = ()
-    #: ``LOGOUT_COOKIES``: names of the cookies to expire. The session cookie is
-    #: always expired too.
-    cookies: tuple[str, ...] = ("session",)
+    #: ``LOGOUT_COOKIES``: names of further cookies to expire (a CSRF cookie, say). The
+    #: session cookie (``LOGOUT_SESSION_COOKIE``) is always expired; by default nothing
+    #: else is, so that a non-default session cookie leaves a ``session`` cookie alone.
+    cookies: tuple[str, ...] = ()
     #: ``LOGOUT_COOKIE_PATH``: the ``Path`` the cookies were set with (RFC 6265 5.2.4).
     cookie_path: str = "/"
     #: ``LOGOUT_COOKIE_DOMAIN``: the ``Domain`` they were set with, or none (host-only).
@@ -335,8 +336,6 @@ class LogoutConfig:
             for name in names:
                 if not _TOKEN.match(name):
                     raise _fail(field_name, f"{name!r} is not a valid cookie name (RFC 6265)")
-        if not self.cookies:
-            raise _fail("cookies", "name at least one cookie")
         if not _PATH.match(self.cookie_path):
             raise _fail("cookie_path", f"must be a path such as /, got {self.cookie_path!r}")
         if self.cookie_domain is not None:

@@ -429,6 +429,8 @@ class _Shared:
         self._backlog = _Backlog(backlog)
         self._warn = _Warnings(WARN_EVERY)
         self._down_until = 0.0  # see DOWN_FOR
+        #: The thread of the start-up check (:meth:`check_at_start`), once started.
+        self.startup_check: threading.Thread | None = None
         self._stream = cache_stream
         #: The mirror the follower keeps current (see :meth:`attach`), or None.
         self.mirror: RevocationMirror | None = None
@@ -532,7 +534,8 @@ class _Shared:
         with the cause. Returns the thread, or None for a caller's client (not checked)."""
         if self._target is None:
             return None
-        return start_probe(self._target, timeout=self._timeout())
+        self.startup_check = start_probe(self._target, timeout=self._timeout())
+        return self.startup_check
 
     def _timeout(self) -> float:
         """The read timeout of the clients built here (from ``from_url``), else of the
