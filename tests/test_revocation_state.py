@@ -427,3 +427,48 @@ def test_own_logout_is_not_deleted_twice_by_the_follower(
         redis_client.set(f"session:{SID}", record("ann"))
         time.sleep(0.3)  # time for the follower to absorb the entry
         assert redis_client.exists(f"session:{SID}") == 1
+
+
+# -- sessions issued by a login ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_login_response_indexes_the_session_it_issues(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """A login (an unsafe request, here with no session cookie yet) whose response sets a
+    new session id: the middleware reads that session's record and indexes it under its
+    user right after the response, so that logging out everywhere ends it even if it
+    never makes another request."""
+    issued = "1ssued-by-l0gin"
+    redis_client.set(f"session:{issued}", record("ann"))
+    with harness(kind, redis_url, **EVERYWHERE_SETTINGS) as h:
+        h.seen.set_cookie = f"session={issued}; Path=/; HttpOnly"
+        assert h.request("POST", "/login").status == 200
+        h.seen.set_cookie = None
+        assert sha256_hex(issued) in index_members(redis_client, "ann")
+        sessions_of_ann(h, redis_client, SID)
+        answer = h.request("POST", EVERYWHERE_PATH, headers={**cookie(SID), **ACCEPT_JSON})
+        assert answer.status == 200
+        assert answer.json()["sessions_ended"] == 2
+    assert not redis_client.exists(f"session:{issued}")
+    assert redis_client.exists(tombstone_key(issued))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_renewed_session_id_is_indexed_and_a_deleted_cookie_is_not(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """A login that renews the id (Django, starsessions' regenerate_session_id) gets the
+    new id indexed; a response that only deletes the session cookie reads nothing."""
+    renewed = "r3newed-at-l0gin"
+    redis_client.set(f"session:{OTHER_SID}", record("ann"))
+    redis_client.set(f"session:{renewed}", record("ann"))
+    with harness(kind, redis_url, **EVERYWHERE_SETTINGS) as h:
+        h.seen.set_cookie = f"session={renewed}; Path=/"
+        assert h.request("POST", "/login", headers=cookie(OTHER_SID)).status == 200
+        assert sha256_hex(renewed) in index_members(redis_client, "ann")
+        h.seen.set_cookie = "session=; Max-Age=0; Path=/"
+        before = calls(redis_client)
+        assert h.request("POST", "/bye").status == 200
+        assert calls(redis_client).get("get", 0) == before.get("get", 0)

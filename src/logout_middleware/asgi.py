@@ -28,6 +28,7 @@ import redis.asyncio
 
 from .config import LogoutConfig
 from .core import Check, KnownSession, LogoutCore, RequestHead, Response, Route
+from .core.checks import SAFE_METHODS
 from .events import AsyncListener, Listener, anotify, listeners
 from .store import AsyncRedisStore, adrive, warn_if_no_store
 
@@ -115,6 +116,9 @@ class LogoutMiddleware:
             if cookie is not None or authorization is not None:
                 await self._checked(scope, receive, send, cookie, authorization)
                 return
+            if core.checks.learns and scope.get("method", "GET") not in SAFE_METHODS:
+                await self._watched(scope, receive, send, None)  # a login may issue a session
+                return
         await self.app(scope, receive, send)
 
     async def _checked(
@@ -148,21 +152,29 @@ class LogoutMiddleware:
             return
         if verdict.strip is not None and cookie is not None:
             scope, send = self._without_session(scope, send, cookie)
-        saved: list[bool] = []
-        if session is not None and checks.anonymous(session):
-            send = _watching(send, checks.sets_session_cookie, saved)
-        await self.app(scope, receive, send)
-        if session is not None:
-            method = scope.get("method", "GET")
-            if core.unsettled(session, method, bool(saved)):
-                await self._settle(session, method, bool(saved))
+        if session is None:
+            await self.app(scope, receive, send)
+        else:
+            await self._watched(scope, receive, send, session)
 
-    async def _settle(self, session: KnownSession, method: str, saved: bool) -> None:
-        try:
-            flow = self.core.settle(session, method, saved)
-            await adrive(flow, self.store, self.core.verifier)
-        except Exception:
-            logger.exception("session bookkeeping failed")
+    async def _watched(
+        self, scope: Scope, receive: Receive, send: Send, session: KnownSession | None
+    ) -> None:
+        """Pass the request on; then settle its session and any session the response
+        issued (:meth:`LogoutCore.settle`), noting the response's ``Set-Cookie`` values
+        when the core watches this request."""
+        core = self.core
+        method = scope.get("method", "GET")
+        set_cookies: list[list[str]] = []
+        if core.checks.watches(session, method):
+            send = _watching(send, set_cookies)
+        await self.app(scope, receive, send)
+        seen = set_cookies[0] if set_cookies else None
+        if core.unsettled(session, method, seen):
+            try:
+                await adrive(core.settle(session, method, seen), self.store, core.verifier)
+            except Exception:
+                logger.exception("session bookkeeping failed")
 
     def _without_session(self, scope: Scope, send: Send, cookie: bytes) -> tuple[Scope, Send]:
         """The scope without the revoked session cookie (``cookie``: the request's
@@ -213,18 +225,18 @@ class LogoutMiddleware:
         return response
 
 
-def _watching(send: Send, sets_cookie: Callable[[list[str]], bool], saved: list[bool]) -> Send:
-    """``send``, noting in ``saved`` whether the response sets the session cookie."""
+def _watching(send: Send, set_cookies: list[list[str]]) -> Send:
+    """``send``, noting the response's ``Set-Cookie`` values in ``set_cookies``."""
 
     async def watching_send(message: Message) -> None:
         if message["type"] == "http.response.start":
-            found = [
-                v.decode("latin-1")
-                for k, v in message.get("headers", ())
-                if k.lower() == b"set-cookie"
-            ]
-            if sets_cookie(found):
-                saved.append(True)
+            set_cookies.append(
+                [
+                    v.decode("latin-1")
+                    for k, v in message.get("headers", ())
+                    if k.lower() == b"set-cookie"
+                ]
+            )
         await send(message)
 
     return watching_send

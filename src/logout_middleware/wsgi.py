@@ -17,7 +17,7 @@ state), as in the ASGI face.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from werkzeug.wsgi import get_host, get_input_stream
 
 from .config import LogoutConfig
 from .core import Check, KnownSession, LogoutCore, RequestHead, Response, Route
+from .core.checks import SAFE_METHODS
 from .events import Listener, listeners, notify, sync_only
 from .store import RedisStore, drive, warn_if_no_store
 
@@ -81,6 +82,8 @@ class WSGILogoutMiddleware:
             authorization = environ.get("HTTP_AUTHORIZATION")
             if cookie or authorization:
                 return self._checked(environ, start_response, cookie, authorization)
+            if core.checks.learns and environ.get("REQUEST_METHOD", "GET") not in SAFE_METHODS:
+                return self._watched(environ, start_response, None)  # a login may issue one
         return self.app(environ, start_response)
 
     def _checked(
@@ -113,20 +116,32 @@ class WSGILogoutMiddleware:
             return _send(start_response, core.check_unavailable)
         if verdict.strip is not None:
             environ, start_response = self._without_session(environ, start_response)
-        saved: list[bool] = []
-        if session is not None and checks.anonymous(session):
-            start_response = _watching(start_response, checks.sets_session_cookie, saved)
-        result = self.app(environ, start_response)
-        method = environ.get("REQUEST_METHOD", "GET")
-        if session is not None and core.unsettled(session, method, bool(saved)):
-            self._settle(session, method, bool(saved))
-        return result
+        if session is None:
+            return self.app(environ, start_response)
+        return self._watched(environ, start_response, session)
 
-    def _settle(self, session: KnownSession, method: str, saved: bool) -> None:
-        try:
-            drive(self.core.settle(session, method, saved), self.store, self.core.verifier)
-        except Exception:
-            logger.exception("session bookkeeping failed")
+    def _watched(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        session: KnownSession | None,
+    ) -> Iterable[bytes]:
+        """Pass the request on; then settle its session and any session the response
+        issued (:meth:`LogoutCore.settle`), noting the response's ``Set-Cookie`` values
+        when the core watches this request."""
+        core = self.core
+        method = environ.get("REQUEST_METHOD", "GET")
+        set_cookies: list[list[str]] = []
+        if core.checks.watches(session, method):
+            start_response = _watching(start_response, set_cookies)
+        result = self.app(environ, start_response)
+        seen = set_cookies[0] if set_cookies else None
+        if core.unsettled(session, method, seen):
+            try:
+                drive(core.settle(session, method, seen), self.store, core.verifier)
+            except Exception:
+                logger.exception("session bookkeeping failed")
+        return result
 
     def _without_session(
         self, environ: WSGIEnvironment, start_response: StartResponse
@@ -183,17 +198,13 @@ class WSGILogoutMiddleware:
         return response
 
 
-def _watching(
-    start_response: StartResponse, sets_cookie: Callable[[list[str]], bool], saved: list[bool]
-) -> StartResponse:
-    """``start_response``, noting in ``saved`` whether the response sets the session
-    cookie."""
+def _watching(start_response: StartResponse, set_cookies: list[list[str]]) -> StartResponse:
+    """``start_response``, noting the response's ``Set-Cookie`` values in ``set_cookies``."""
 
     def watching_start_response(
         status: str, headers: list[tuple[str, str]], exc_info: Any = None
     ) -> Any:
-        if sets_cookie([v for k, v in headers if k.lower() == "set-cookie"]):
-            saved.append(True)
+        set_cookies.append([v for k, v in headers if k.lower() == "set-cookie"])
         return start_response(status, headers, exc_info)
 
     return watching_start_response

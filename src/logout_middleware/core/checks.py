@@ -35,6 +35,7 @@ from .tokens import TokenClaims, bearer_token, read_claims
 
 __all__ = [
     "CACHE_SIZE",
+    "SAFE_METHODS",
     "SESSION_REREAD",
     "KnownSession",
     "KnownToken",
@@ -47,7 +48,7 @@ SESSION_REREAD = 60.0
 #: How many tokens and sessions each cache holds; a full cache starts again empty.
 CACHE_SIZE = 10_000
 #: Methods that do not log anyone in (RFC 9110 section 9.2.1, safe methods).
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -355,7 +356,7 @@ class RequestChecks:
         callback is a ``GET``)."""
         if not self.learns:
             return False
-        if method not in _SAFE_METHODS or saved:
+        if method not in SAFE_METHODS or saved:
             return True
         read_at = session.read_at
         return read_at is None or self._monotonic() - read_at >= SESSION_REREAD
@@ -369,6 +370,34 @@ class RequestChecks:
         """Whether any of the response's ``Set-Cookie`` values sets the session cookie."""
         name = self._cookie
         return any(set_cookie_value(value, name) for value in set_cookies)
+
+    def watches(self, session: KnownSession | None, method: str) -> bool:
+        """Whether the adapters should note the response's ``Set-Cookie`` values: when
+        subjects are learned, for an unsafe request (a login may issue a session) and for
+        a request of a session read as anonymous (an OpenID Connect callback may log it
+        in without renewing its id)."""
+        return self.learns and (
+            method not in SAFE_METHODS or (session is not None and self.anonymous(session))
+        )
+
+    def issued(
+        self, set_cookies: Iterable[str], session: KnownSession | None
+    ) -> KnownSession | None:
+        """The session a response gives the client when it is not the request's own: a
+        login that issued a session id, or renewed it (Django, starsessions'
+        ``regenerate_session_id``). Its record is read and indexed at once, so that
+        logging its user out everywhere finds it even before its next request. None
+        when the response sets no session cookie, or only deletes it, or sets the
+        request's own."""
+        name = self._cookie
+        for value in set_cookies:
+            cookie = set_cookie_value(value, name)
+            if not cookie:
+                continue
+            sid = self._ids.session_id(cookie)
+            if sid and (session is None or sid != session.sid):
+                return self.known_session(sid)
+        return None
 
     def mark_read(self, session: KnownSession) -> None:
         """Record that the session's record was just read."""

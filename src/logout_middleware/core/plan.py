@@ -276,28 +276,64 @@ class LogoutCore:
                 found += known.keys
         return tuple(found)
 
-    def unsettled(self, session: KnownSession, method: str, saved: bool = False) -> bool:
-        """Whether :meth:`settle` has anything to do for ``session`` after a request with
-        ``method`` (cheap: adapters skip the flow when it has not); ``saved``: the
-        response set the session cookie of an anonymous session."""
-        return self.checks.revoked_since(session) or self.checks.due(session, method, saved)
+    def unsettled(
+        self,
+        session: KnownSession | None,
+        method: str,
+        set_cookies: list[str] | None = None,
+    ) -> bool:
+        """Whether :meth:`settle` has anything to do after a request with ``session``
+        (or none) and ``method`` whose response set ``set_cookies`` (None when the
+        adapter did not watch: :meth:`~.checks.RequestChecks.watches`). Cheap: adapters
+        skip the flow when it has not."""
+        checks = self.checks
+        if session is not None and (
+            checks.revoked_since(session)
+            or checks.due(session, method, self._saved(session, set_cookies))
+        ):
+            return True
+        if not set_cookies:
+            return False
+        issued = checks.issued(set_cookies, session)
+        return issued is not None and checks.due(issued, "POST")
 
-    def settle(self, session: KnownSession, method: str = "GET", saved: bool = False) -> Flow[None]:
+    def _saved(self, session: KnownSession, set_cookies: list[str] | None) -> bool:
+        """The response set the session cookie of a session read as anonymous."""
+        checks = self.checks
+        return bool(
+            set_cookies and checks.anonymous(session) and checks.sets_session_cookie(set_cookies)
+        )
+
+    def settle(
+        self,
+        session: KnownSession | None,
+        method: str = "GET",
+        set_cookies: list[str] | None = None,
+    ) -> Flow[None]:
         """After the app answered a request with ``session``: delete its record when the
         session was revoked meanwhile (a late save re-created it), else read the record
         when due (:meth:`~.checks.RequestChecks.due`) to learn its subject, and index the
-        session under it.
+        session under it. Then the same for a session the response issued
+        (:meth:`~.checks.RequestChecks.issued`): a login's new session is indexed at once.
 
         One ``DEL``; or one read and one index write per session per
         :data:`~.checks.SESSION_REREAD` seconds per process (and after each unsafe
-        request while no subject is known); else nothing.
+        request while no subject is known, and for each session a response issues);
+        else nothing.
         """
         checks = self.checks
-        if checks.revoked_since(session):
-            yield Delete(session.keys)
-            return
-        if not checks.due(session, method, saved):
-            return
+        if session is not None:
+            if checks.revoked_since(session):
+                yield Delete(session.keys)
+            elif checks.due(session, method, self._saved(session, set_cookies)):
+                yield from self._read(session)
+        issued = checks.issued(set_cookies, session) if set_cookies else None
+        if issued is not None and checks.due(issued, "POST"):
+            yield from self._read(issued)
+
+    def _read(self, session: KnownSession) -> Flow[None]:
+        """Read the session's record and learn from it."""
+        checks = self.checks
         periodic = checks.due(session)
         checks.mark_read(session)
         reading: Reading | None = yield Read(gets=(session.keys[0],))
