@@ -30,6 +30,7 @@ from logout_middleware.core import (
     Route,
     StoreOps,
     StoreOutcome,
+    Verdict,
     Verify,
     is_safe_next,
     sha256_hex,
@@ -1649,7 +1650,8 @@ def test_records_of() -> None:
     ids=["alone", "middle", "repeated", "absent", "suffix-name-kept"],
 )
 def test_without_session_cookie(cookie: str, expected: str) -> None:
-    assert make_core().without_session_cookie(cookie) == expected
+    strip = make_core().checks.known_session("s1")
+    assert make_core().without_cookies(cookie, Verdict(strip=strip)) == expected
 
 
 @pytest.mark.parametrize(
@@ -1665,12 +1667,13 @@ def test_without_session_cookie(cookie: str, expected: str) -> None:
 )
 def test_expiry_for(set_cookies: list[str], expires: bool) -> None:
     core = make_core()
-    found = core.expiry_for(set_cookies, secure=True)
+    verdict = Verdict(strip=core.checks.known_session("s1"))
+    found = core.expiries_for(set_cookies, secure=True, verdict=verdict)
     if not expires:
-        assert found is None
+        assert found == []
         return
-    assert found is not None
-    name, value, attrs = cookie_attrs(found)
+    (expiry,) = found
+    name, value, attrs = cookie_attrs(expiry)
     assert (name, value) == ("session", "")
     assert attrs["max-age"] == "0"
     assert "secure" in attrs

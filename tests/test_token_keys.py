@@ -515,3 +515,43 @@ def test_a_refused_delete_names_no_token(
     assert event.store == "failed"
     assert TOKEN not in (event.store_error or "")
     assert TOKEN not in caplog.text
+
+
+# -- the token cookie on later requests --------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_revoked_token_cookie_is_taken_out_and_expired(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """After a logout, a request still carrying the token cookie (a copy of it, or a
+    browser that missed the expiry) reaches the app without it, logged out, and its
+    response expires it; the same token as a bearer header gets 401. A token cookie never
+    revoked, and other cookies, pass untouched."""
+    jwt_token = hs256_token("ann", int(time.time()))
+    with harness(kind, redis_url, **SETTINGS) as h:
+        assert h.post_logout(headers={"Cookie": f"{COOKIE}={jwt_token}"}).status == 303
+        reply = h.request("GET", "/me", headers={"Cookie": f"theme=dark; {COOKIE}={jwt_token}"})
+        assert reply.status == 200
+        assert h.seen.cookies[-1] == "theme=dark"
+        assert any(c.startswith(f"{COOKIE}=;") for c in reply.set_cookies)
+        assert (
+            h.request("GET", "/me", headers={"Authorization": f"Bearer {jwt_token}"}).status == 401
+        )
+        fresh = h.request("GET", "/me", headers={"Cookie": f"{COOKIE}={OTHER}"})
+        assert fresh.status == 200
+        assert h.seen.cookies[-1] == f"{COOKIE}={OTHER}"
+        assert not fresh.set_cookies
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_new_token_cookie_set_by_the_app_is_not_expired(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """The app logs the browser in again in the same response: its new token cookie
+    stands."""
+    with harness(kind, redis_url, **SETTINGS) as h:
+        assert h.post_logout(headers={"Cookie": f"{COOKIE}={TOKEN}"}).status == 303
+        h.seen.set_cookie = f"{COOKIE}={OTHER}; Path=/; HttpOnly"
+        reply = h.request("POST", "/auth/cookie/login", headers={"Cookie": f"{COOKIE}={TOKEN}"})
+        assert reply.set_cookies == [f"{COOKIE}={OTHER}; Path=/; HttpOnly"]

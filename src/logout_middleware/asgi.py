@@ -27,7 +27,7 @@ from typing import Any
 import redis.asyncio
 
 from .config import LogoutConfig
-from .core import Check, KnownSession, LogoutCore, RequestHead, Response, Route
+from .core import Check, KnownSession, LogoutCore, RequestHead, Response, Route, Verdict
 from .core.checks import SAFE_METHODS
 from .events import AsyncListener, Listener, anotify, listeners
 from .store import AsyncRedisStore, adrive, warn_if_no_store
@@ -134,6 +134,8 @@ class LogoutMiddleware:
         checks = core.checks
         session = checks.session(cookie) if cookie is not None else None
         token = checks.token(authorization) if authorization is not None and checks.tokens else None
+        if token is None and cookie is not None and checks.token_cookie is not None:
+            token = checks.cookie_token(cookie)
         if session is None and token is None:
             await self.app(scope, receive, send)
             return
@@ -150,8 +152,8 @@ class LogoutMiddleware:
             else:
                 await _refuse_websocket(scope, receive, send, refusal)
             return
-        if verdict.strip is not None and cookie is not None:
-            scope, send = self._without_session(scope, send, cookie)
+        if (verdict.strip is not None or verdict.strip_token) and cookie is not None:
+            scope, send = self._without(scope, send, cookie, verdict)
         if session is None:
             await self.app(scope, receive, send)
         else:
@@ -176,12 +178,14 @@ class LogoutMiddleware:
             except Exception:
                 logger.exception("session bookkeeping failed")
 
-    def _without_session(self, scope: Scope, send: Send, cookie: bytes) -> tuple[Scope, Send]:
-        """The scope without the revoked session cookie (``cookie``: the request's
-        ``Cookie`` headers, joined), and a ``send`` that expires it in the response
-        (unless the app sets a new session cookie)."""
+    def _without(
+        self, scope: Scope, send: Send, cookie: bytes, verdict: Verdict
+    ) -> tuple[Scope, Send]:
+        """The scope without the cookies ``verdict`` takes out (``cookie``: the request's
+        ``Cookie`` headers, joined), and a ``send`` that expires them in the response
+        (unless the app sets a new one)."""
         core = self.core
-        remaining = core.without_session_cookie(cookie.decode("latin-1"))
+        remaining = core.without_cookies(cookie.decode("latin-1"), verdict)
         headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
         if remaining:
             headers.append((b"cookie", remaining.encode("latin-1")))
@@ -191,9 +195,9 @@ class LogoutMiddleware:
             if message["type"] == "http.response.start":
                 found = list(message.get("headers", []))
                 set_cookies = [v.decode("latin-1") for k, v in found if k.lower() == b"set-cookie"]
-                expiry = core.expiry_for(set_cookies, secure)
-                if expiry is not None:
-                    found.append((b"set-cookie", expiry.encode("latin-1")))
+                expiries = core.expiries_for(set_cookies, secure, verdict)
+                if expiries:
+                    found += [(b"set-cookie", expiry.encode("latin-1")) for expiry in expiries]
                     message = {**message, "headers": found}
             await send(message)
 

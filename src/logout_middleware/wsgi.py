@@ -26,7 +26,7 @@ from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wsgi import get_host, get_input_stream
 
 from .config import LogoutConfig
-from .core import Check, KnownSession, LogoutCore, RequestHead, Response, Route
+from .core import Check, KnownSession, LogoutCore, RequestHead, Response, Route, Verdict
 from .core.checks import SAFE_METHODS
 from .events import Listener, listeners, notify, sync_only
 from .store import RedisStore, drive, warn_if_no_store
@@ -102,6 +102,8 @@ class WSGILogoutMiddleware:
             if authorization and checks.tokens
             else None
         )
+        if token is None and cookie and checks.token_cookie is not None:
+            token = checks.cookie_token(cookie)
         if session is None and token is None:
             return self.app(environ, start_response)
         if self.store is not None:
@@ -114,8 +116,8 @@ class WSGILogoutMiddleware:
             return _send(start_response, core.revoked)
         if verdict.unavailable:
             return _send(start_response, core.check_unavailable)
-        if verdict.strip is not None:
-            environ, start_response = self._without_session(environ, start_response)
+        if verdict.strip is not None or verdict.strip_token:
+            environ, start_response = self._without(environ, start_response, verdict)
         if session is None:
             return self.app(environ, start_response)
         return self._watched(environ, start_response, session)
@@ -143,14 +145,15 @@ class WSGILogoutMiddleware:
                 logger.exception("session bookkeeping failed")
         return result
 
-    def _without_session(
-        self, environ: WSGIEnvironment, start_response: StartResponse
+    def _without(
+        self, environ: WSGIEnvironment, start_response: StartResponse, verdict: Verdict
     ) -> tuple[WSGIEnvironment, StartResponse]:
-        """The environ without the revoked session cookie, and a ``start_response`` that
-        expires it in the response (unless the app sets a new session cookie)."""
+        """The environ without the cookies ``verdict`` takes out, and a
+        ``start_response`` that expires them in the response (unless the app sets a new
+        one)."""
         core = self.core
         environ = dict(environ)
-        remaining = core.without_session_cookie(environ.get("HTTP_COOKIE", ""))
+        remaining = core.without_cookies(environ.get("HTTP_COOKIE", ""), verdict)
         if remaining:
             environ["HTTP_COOKIE"] = remaining
         else:
@@ -161,9 +164,9 @@ class WSGILogoutMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
             set_cookies = [v for k, v in headers if k.lower() == "set-cookie"]
-            expiry = core.expiry_for(set_cookies, secure)
-            if expiry is not None:
-                headers = [*headers, ("Set-Cookie", expiry)]
+            expiries = core.expiries_for(set_cookies, secure, verdict)
+            if expiries:
+                headers = [*headers, *(("Set-Cookie", expiry) for expiry in expiries)]
             return start_response(status, headers, exc_info)
 
         return environ, expiring_start_response

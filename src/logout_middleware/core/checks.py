@@ -31,7 +31,7 @@ from .cookies import cookie_value, set_cookie_value
 from .ops import Check, Checked
 from .revocation import RevocationKeys, RevocationMirror, member, oidc_sid_hash, sha256_hex
 from .sessions import SessionIds
-from .tokens import TokenClaims, bearer_token, read_claims
+from .tokens import TokenClaims, bearer_token, cookie_token, read_claims
 
 __all__ = [
     "CACHE_SIZE",
@@ -109,6 +109,9 @@ class KnownToken:
     oidc_sid: str | None = None
     #: The mirror's member for :attr:`oidc_sid`, or None.
     oidc_sid_member: int | None = None
+    #: Carried by the token cookie (``LOGOUT_TOKEN_COOKIE``) rather than ``Authorization``:
+    #: revoked, it is taken out of the request and expired, not answered ``401``.
+    in_cookie: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +121,15 @@ class Verdict:
     ``refuse``: True to answer with :attr:`RequestChecks.refusal` (the app is not
     called). ``unavailable``: True to answer ``503`` (the check failed and
     ``LOGOUT_ON_CHECK_ERROR`` is ``deny``). ``strip``: the revoked session whose cookie
-    must be taken out of the request and expired in the response.
+    must be taken out of the request and expired in the response. ``strip_token``: the
+    same for the token cookie, whose token is revoked (a browser with a stale cookie
+    still reaches the app, logged out, rather than getting ``401`` on every page).
     """
 
     refuse: bool = False
     unavailable: bool = False
     strip: KnownSession | None = None
+    strip_token: bool = False
 
 
 PASS = Verdict()
@@ -160,6 +166,8 @@ class RequestChecks:
         #: Whether session records are read at all: they name something to learn
         #: (``LOGOUT_SESSION_SUBJECT`` or ``LOGOUT_SESSION_OIDC_SID``).
         self.learns = bool(config.session_subject or config.session_oidc_sid)
+        #: ``LOGOUT_TOKEN_COOKIE``: the cookie that carries a token, or None.
+        self.token_cookie = config.token_cookie
         self._by_header: _Bounded[str | bytes, KnownSession | None] = _Bounded()
         #: Whether sessions are checked (Redis configured); tokens also need
         #: ``LOGOUT_REVOKE_TOKENS``.
@@ -226,26 +234,45 @@ class RequestChecks:
         if authorization in data:
             return data[authorization]
         token = bearer_token(authorization)
-        known = None
-        if token is not None:
-            digest = sha256_hex(token)
-            claims = read_claims(token)
-            subject = claims.sub if claims is not None else None
-            sid = (
-                oidc_sid_hash(claims.iss, claims.sid)
-                if claims is not None and claims.iss and claims.sid
-                else None
-            )
-            known = KnownToken(
-                digest,
-                member(digest),
-                self._keys.token(digest),
-                claims,
-                member(sha256_hex(subject.encode())) if subject is not None else None,
-                sid,
-                member(sid) if sid is not None else None,
-            )
+        known = self._known_token(token) if token is not None else None
         return self._tokens.put(authorization, known)
+
+    def cookie_token(self, cookie_header: str | bytes) -> KnownToken | None:
+        """The token the token cookie (``LOGOUT_TOKEN_COOKIE``) carries in the request's
+        ``Cookie`` header, or None (no such setting, no such cookie)."""
+        if self.token_cookie is None:
+            return None
+        text = (
+            cookie_header.decode("latin-1") if isinstance(cookie_header, bytes) else cookie_header
+        )
+        token = cookie_token(cookie_value(text, self.token_cookie))
+        if token is None:
+            return None
+        data = self._tokens.data
+        cached = b"\0cookie " + token  # never an Authorization header's bytes
+        if cached in data:
+            return data[cached]
+        return self._tokens.put(cached, self._known_token(token, in_cookie=True))
+
+    def _known_token(self, token: bytes, *, in_cookie: bool = False) -> KnownToken:
+        digest = sha256_hex(token)
+        claims = read_claims(token)
+        subject = claims.sub if claims is not None else None
+        sid = (
+            oidc_sid_hash(claims.iss, claims.sid)
+            if claims is not None and claims.iss and claims.sid
+            else None
+        )
+        return KnownToken(
+            digest,
+            member(digest),
+            self._keys.token(digest),
+            claims,
+            member(sha256_hex(subject.encode())) if subject is not None else None,
+            sid,
+            member(sid) if sid is not None else None,
+            in_cookie,
+        )
 
     # -- the checks -----------------------------------------------------------------
 
@@ -267,9 +294,12 @@ class RequestChecks:
             if mirror is None:
                 return PASS
             checks_token = token is not None and self.tokens
-            if checks_token and token is not None and mirror.token_revoked(token.member):
-                return _REFUSE
+            token_revoked = (
+                checks_token and token is not None and mirror.token_revoked(token.member)
+            )
             revoked = session is not None and bool(mirror.session_revoked(session.member))
+            if token_revoked and token is not None:
+                return self._refused(token, session if revoked else None)
             deny = self._on_check_error == "deny"
             if deny and (checks_token or (session is not None and not revoked)):
                 return _UNAVAILABLE
@@ -320,14 +350,23 @@ class RequestChecks:
             token_revoked = token_revoked or checked.token_revoked
             not_before = not_before or checked.not_before
             sid_revoked = sid_revoked or checked.oidc_sid_revoked
-        if token is not None and (
+        refused = token is not None and bool(
             token_revoked or sid_revoked or self._before(claims, not_before or 0.0)
-        ):
+        )
+        if refused and token is not None and not token.in_cookie:
             return _REFUSE
-        if session_revoked and session is not None:
-            mirror.add(sessions=(session.hash,))
-            return Verdict(strip=session)
-        return PASS
+        strip = session if session_revoked else None
+        if strip is not None:
+            mirror.add(sessions=(strip.hash,))
+        if refused:
+            return Verdict(strip=strip, strip_token=True)
+        return Verdict(strip=strip) if strip is not None else PASS
+
+    @staticmethod
+    def _refused(token: KnownToken, strip: KnownSession | None) -> Verdict:
+        """A revoked token's verdict: ``401`` for a bearer token; for the token cookie,
+        the cookie taken out and expired (with the session's, when it is revoked too)."""
+        return Verdict(strip=strip, strip_token=True) if token.in_cookie else _REFUSE
 
     @staticmethod
     def _before(claims: TokenClaims | None, not_before: float) -> bool:

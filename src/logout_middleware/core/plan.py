@@ -38,8 +38,8 @@ from werkzeug.sansio.http import parse_cookie
 from ..config import ConfigError, LogoutConfig
 from ..events import EventType, LogoutEvent, Reason, SubjectSource
 from .admission import same_origin, wants_json
-from .checks import KnownSession, RequestChecks
-from .cookies import expire_cookie, restore_cookie, without_cookie
+from .checks import KnownSession, RequestChecks, Verdict
+from .cookies import expire_cookie, restore_cookie, set_cookie_value, without_cookie
 from .forms import request_params
 from .messages import RequestHead, Response, json_response, text_response
 from .oidc import LogoutTokenClaims, LogoutTokenError, OIDCProvider, end_session_url
@@ -254,17 +254,31 @@ class LogoutCore:
             return found
         return self._routes.get(path[len(root_path) :])
 
-    def without_session_cookie(self, cookie_header: str) -> str:
-        """The ``Cookie`` header with the session cookie taken out (for a revoked session)."""
-        return without_cookie(cookie_header, self.config.session_cookie)
+    def without_cookies(self, cookie_header: str, verdict: Verdict) -> str:
+        """The ``Cookie`` header with the cookies ``verdict`` takes out: the session
+        cookie of a revoked session, the token cookie of a revoked token."""
+        config = self.config
+        if verdict.strip is not None:
+            cookie_header = without_cookie(cookie_header, config.session_cookie)
+        if verdict.strip_token and config.token_cookie:
+            cookie_header = without_cookie(cookie_header, config.token_cookie)
+        return cookie_header
 
-    def expiry_for(self, set_cookies: list[str], secure: bool) -> str | None:
-        """The ``Set-Cookie`` value to add to the app's response to a request whose
-        revoked session cookie was taken out: the session cookie's deletion, unless the
-        app itself set that cookie (a new session)."""
-        if self.checks.sets_session_cookie(set_cookies):
-            return None
-        return self._session_expiry[secure]
+    def expiries_for(self, set_cookies: list[str], secure: bool, verdict: Verdict) -> list[str]:
+        """The ``Set-Cookie`` values to add to the app's response to a request whose
+        cookies ``verdict`` took out: their deletions, except for a cookie the app set
+        itself (a new session, a new token)."""
+        found = []
+        if verdict.strip is not None and not self.checks.sets_session_cookie(set_cookies):
+            found.append(self._session_expiry[secure])
+        token_cookie = self.config.token_cookie
+        if (
+            verdict.strip_token
+            and token_cookie
+            and not any(set_cookie_value(value, token_cookie) for value in set_cookies)
+        ):
+            found.append(self._token_cookie_expiry[secure])
+        return found
 
     def records_of(self, members: Iterable[int]) -> tuple[str, ...]:
         """The record keys of the ended sessions (by mirror member) whose ids this
