@@ -603,3 +603,33 @@ def test_session_cached_by_the_whole_header() -> None:
     assert first is not None
     assert checks.session(b"theme=dark; session=s1") is first
     assert checks.session("theme=dark; session=s1") is first
+
+
+# -- the token cookie ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("redis_answers", [True, False], ids=["redis-answers", "redis-failed"])
+def test_a_revoked_token_cookie_is_stripped_not_refused(redis_answers: bool) -> None:
+    """A revoked token in ``LOGOUT_TOKEN_COOKIE`` takes the cookie out (with the session
+    cookie, when that session is revoked too) where the same token as a bearer header is
+    refused; with Redis failed, what the mirror holds decides alike."""
+    checks, mirror, _ = make(live=not redis_answers, token_cookie="auth")
+    assert mirror is not None
+    session = checks.session("session=s1; auth=t0ken")
+    token = checks.cookie_token("session=s1; auth=t0ken")
+    assert session is not None
+    assert token is not None
+    assert token.in_cookie
+    assert checks.cookie_token("session=s1") is None
+    as_bearer = checks.token(b"Bearer t0ken")
+    assert as_bearer is not None
+    assert (as_bearer.hash, as_bearer.in_cookie) == (token.hash, False)
+    if redis_answers:
+        assert isinstance(checks.check(session, token), Check)
+        verdict = checks.answer(session, token, Checked(True, True, 0.0))
+    else:
+        mirror.add(sessions=[session.hash], tokens=[token.hash])
+        verdict = checks.answer(session, token, None)
+    assert verdict == Verdict(strip=session, strip_token=True)
+    refused = checks.answer(None, as_bearer, Checked(False, True, 0.0) if redis_answers else None)
+    assert refused == REFUSE
