@@ -13,7 +13,8 @@ Pass-through:
 
 Servers run each app by name (:data:`ASGI_APPS`, :data:`WSGI_APPS`): besides the bare
 app, each variant also runs as a second process (``<variant>-2``, for logouts of
-sessions that process has just served), and the logout-everywhere section runs two
+sessions that process has just served), each variant's twin on the Redis Cluster as
+``<variant>-cluster`` (given a cluster node's URL), and the logout-everywhere section runs two
 processes of the first variant with ``LOGOUT_EVERYWHERE_PATH`` and
 ``LOGOUT_SESSION_SUBJECT`` set (``everywhere``, ``everywhere-2``).
 
@@ -41,7 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .traffic import EVERYWHERE_PATH, SUBJECT_FIELD
-from .variants import VARIANTS, Variant, variant
+from .variants import CLUSTER_VARIANTS, VARIANTS, Variant, variant
 
 if TYPE_CHECKING:
     import flask
@@ -314,7 +315,7 @@ EVERYWHERE = VARIANTS[0].with_settings(
     session_subject=SUBJECT_FIELD,
 )
 #: Apps served as more than one process: ``<name>-2`` is a second process of ``<name>``.
-_TWICE = (*(v.name for v in VARIANTS), EVERYWHERE.name)
+_TWICE = (*(v.name for v in (*VARIANTS, *CLUSTER_VARIANTS)), EVERYWHERE.name)
 _MIDDLEWARES = (*_TWICE, *(f"{name}-2" for name in _TWICE))
 
 #: ASGI apps served by uvicorn, by name; each takes the Redis URL.

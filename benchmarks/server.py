@@ -58,6 +58,8 @@ class Server:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    #: The Redis it was given.
+    redis_url: str
 
 
 def _answers(port: int) -> bool:
@@ -96,11 +98,13 @@ class Servers:
     ) -> None:
         self.close()
 
-    def start(self, wanted: Iterable[tuple[Stack, str]]) -> None:
+    def start(self, wanted: Iterable[tuple[Stack, str]], redis_url: str | None = None) -> None:
         """Start a server for each ``(stack, app)`` not yet running; wait until all answer.
+        Each is given ``redis_url``, or the Redis of :class:`Servers` when None.
 
         :raises RuntimeError: when one exits or does not answer in time (with its log).
         """
+        url = redis_url or self.redis_url
         env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
         started: list[Server] = []
         for stack, app in wanted:
@@ -119,7 +123,7 @@ class Servers:
                 "--port",
                 str(port),
                 "--redis-url",
-                self.redis_url,
+                url,
                 "--http",
                 self.http,
             ]
@@ -129,7 +133,7 @@ class Servers:
                 process = subprocess.Popen(
                     command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
                 )
-            server = Server(stack, app, port, process, log)
+            server = Server(stack, app, port, process, log, url)
             self.servers[stack, app] = server
             started.append(server)
         deadline = time.monotonic() + START_TIMEOUT
@@ -152,7 +156,7 @@ class Servers:
         its in-memory state (caches, revocation mirror) begins anew."""
         old = self.servers.pop((stack, app))
         _stop(old)
-        self.start([(stack, app)])
+        self.start([(stack, app)], old.redis_url)
         return self.servers[stack, app]
 
     def close(self) -> None:

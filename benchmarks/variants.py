@@ -16,6 +16,10 @@ Example::
 
 ``settings`` are :class:`~logout_middleware.LogoutConfig` keyword arguments; for
 anything a setting cannot express, give ``asgi``/``wsgi`` factories instead.
+
+The cluster section measures each variant given by settings a second time on a Redis
+Cluster (:data:`CLUSTER_VARIANTS`: the same settings with ``redis_cluster=True``, named
+``<name>-cluster``); a variant given by factories is not measured there.
 """
 
 from __future__ import annotations
@@ -31,7 +35,14 @@ if TYPE_CHECKING:
 
     from .apps import ASGIApp
 
-__all__ = ["VARIANTS", "Variant"]
+__all__ = [
+    "CLUSTER_SUFFIX",
+    "CLUSTER_VARIANTS",
+    "VARIANTS",
+    "Variant",
+    "is_cluster_app",
+    "on_cluster",
+]
 
 
 @dataclass(frozen=True)
@@ -92,12 +103,35 @@ VARIANTS: tuple[Variant, ...] = (
 )
 
 
+#: What a variant's name gets on the Redis Cluster.
+CLUSTER_SUFFIX = "-cluster"
+
+
+def on_cluster(found: Variant) -> Variant:
+    """``found`` on a Redis Cluster (``LOGOUT_REDIS_CLUSTER=true``, given a node's URL),
+    named ``<name>-cluster``."""
+    return found.with_settings(
+        found.name + CLUSTER_SUFFIX, f"{found.label}, Redis Cluster", redis_cluster=True
+    )
+
+
+#: The variants measured on the Redis Cluster too (those given by settings), in order.
+CLUSTER_VARIANTS: tuple[Variant, ...] = tuple(
+    on_cluster(v) for v in VARIANTS if v.asgi is None and v.wsgi is None
+)
+
+
+def is_cluster_app(name: str) -> bool:
+    """Whether the app (or server) called ``name`` talks to the Redis Cluster."""
+    return name.removesuffix("-2").endswith(CLUSTER_SUFFIX)
+
+
 def variant(name: str) -> Variant:
-    """The variant called ``name``.
+    """The variant called ``name`` (one of :data:`VARIANTS` or :data:`CLUSTER_VARIANTS`).
 
     :raises KeyError: when there is none.
     """
-    for found in VARIANTS:
+    for found in (*VARIANTS, *CLUSTER_VARIANTS):
         if found.name == name:
             return found
     raise KeyError(name)
