@@ -1,4 +1,5 @@
-"""PNG charts of a run (matplotlib, Agg backend): pass-through, logout, scaling."""
+"""PNG charts of a run (matplotlib, Agg backend): pass-through, logout, scaling, the
+Redis Cluster."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ def draw(results: Results, out: Path) -> list[Path]:
         written.append(_logout(results, out / "logout.png"))
     if results.scaling:
         written.append(_scaling(results, out / "scaling.png"))
+    if results.cluster or results.stream:
+        written.append(_cluster(results, out / "cluster.png"))
     return written
 
 
@@ -200,4 +203,82 @@ def _scaling(results: Results, path: Path) -> Path:
     right.set_ylabel("µs (log)")
     right.set_title("One EXISTS, measured directly")
     right.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _cluster(results: Results, path: Path) -> Path:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    pairs = []
+    for row in results.cluster:
+        if row.variant == row.baseline:
+            continue
+        twin = next(
+            (
+                r
+                for r in results.cluster
+                if (r.stack, r.kind, r.variant) == (row.stack, row.kind, row.baseline)
+            ),
+            None,
+        )
+        if twin is not None:
+            pairs.append((twin, row))
+    ys = list(range(len(pairs)))[::-1]
+    labels = []
+    for y, (one, row) in zip(ys, pairs, strict=True):
+        server = STACK_LABELS[row.stack].split(",")[0]
+        if row.kind == "bearer":
+            what = "bearer, " + ("cache on" if VARIANTS[0].name == one.variant else one.variant)
+        else:
+            what = "logout, " + ("used first" if one.variant.endswith("-seen") else "never seen")
+        labels.append(f"{server} {what}")
+        color = COLORS[0] if row.kind == "bearer" else COLORS[1]
+        left.barh(y, row.ratio, color=color)
+        if not math.isnan(row.paired_ratio):
+            left.plot([row.paired_ratio], [y], "k|", markersize=14)
+        left.text(row.ratio + 0.01, y, f"{row.ratio:.2f}×", va="center", fontsize=8)  # noqa: RUF001
+    left.axvline(1.0, color="black", linewidth=0.8)
+    left.set_yticks(ys)
+    left.set_yticklabels(labels, fontsize=8)
+    left.set_xlim(0, 1.3)
+    left.set_xlabel("req/s on the Cluster ÷ on one Redis (bar: alone; tick: side by side)")
+    left.set_title("Redis Cluster (3 primaries) vs one Redis, same rounds")
+
+    series = sorted({(r.topology, r.kind) for r in results.stream})
+    styles = {"single": "--", "cluster": "-"}
+    kinds = ["logout", "xadd", "xadd-batch"]
+    for topology, kind in series:
+        points = sorted(
+            (r.writers, r.entries_per_s)
+            for r in results.stream
+            if (r.topology, r.kind) == (topology, kind)
+        )
+        color = COLORS[kinds.index(kind) % len(COLORS)] if kind in kinds else "#999999"
+        right.plot(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            marker="o",
+            linestyle=styles.get(topology, ":"),
+            color=color,
+            label=f"{topology}, {kind}",
+        )
+    top = max((r.writers for r in results.stream), default=0)
+    for r in results.stream:
+        shown = r.topology == "cluster" and r.kind in ("logout", "xadd-batch")
+        if r.writers == top and shown and not math.isnan(r.ceiling):
+            right.axhline(
+                r.ceiling,
+                color=COLORS[kinds.index(r.kind)],
+                linewidth=0.8,
+                linestyle=":",
+                label=f"stream shard ceiling, {r.kind} (at one core)",
+            )
+    if results.stream:
+        right.set_xscale("log")
+        right.set_yscale("log")
+        right.set_xticks(sorted({r.writers for r in results.stream}))
+        right.set_xticklabels([str(w) for w in sorted({r.writers for r in results.stream})])
+        right.legend(fontsize=7)
+    right.set_xlabel("concurrent writers")
+    right.set_ylabel("audit entries/s (log)")
+    right.set_title("The audit stream: entries/s and its shard's ceiling")
     return _save(fig, path)

@@ -15,15 +15,24 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 from .inprocess import COUNTED_CALLS, GROUPS, InprocessRow
 from .mirror import MemoryRow, StalenessRow
-from .sections import STACK_LABELS, EverywhereRow, ExistsRow, MirrorLoadRow, ServerRow
+from .redisutil import NOT_COMMANDS
+from .sections import (
+    STACK_LABELS,
+    EverywhereRow,
+    ExistsRow,
+    MirrorLoadRow,
+    ServerRow,
+)
 from .stats import median, paired_ratio
-from .variants import VARIANTS
+from .stream import BATCH, TOPOLOGIES, StreamRow
+from .stream import KINDS as STREAM_KINDS
+from .variants import VARIANTS, variant
 
-__all__ = ["Results", "Target", "machine", "write"]
+__all__ = ["SECTION_FIELDS", "Results", "Target", "load", "machine", "merge", "write"]
 
 Row = TypeVar("Row", ServerRow, InprocessRow, EverywhereRow, MirrorLoadRow)
 
@@ -93,6 +102,42 @@ class Results:
     #: CPU µs to take in one audit-stream entry (every process, every revocation).
     absorb_us: float = math.nan
     staleness: list[StalenessRow] = field(default_factory=list)
+    #: Cluster section: bearer requests and logouts on each variant's single-Redis
+    #: server and its cluster twin (``section == "cluster"``).
+    cluster: list[ServerRow] = field(default_factory=list)
+    #: Cluster section: the audit stream's throughput at many writers.
+    stream: list[StreamRow] = field(default_factory=list)
+    #: Cluster section: the cluster measured (nodes, version, the stream's shard).
+    cluster_info: dict[str, Any] = field(default_factory=dict)
+
+
+#: The :class:`Results` fields each section fills (``--only`` names sections).
+SECTION_FIELDS: dict[str, tuple[str, ...]] = {
+    "inprocess": ("inprocess",),
+    "passthrough": ("passthrough",),
+    "logout": ("logout",),
+    "everywhere": ("everywhere",),
+    "mirror": ("memory", "absorb_us", "staleness"),
+    "scaling": ("scaling", "exists", "loads"),
+    "cluster": ("cluster", "stream", "cluster_info"),
+}
+#: Each :class:`Results` field: its key in ``results.json`` and its rows' class (None
+#: for a plain value).
+_JSON_FIELDS: dict[str, tuple[str, type[Any] | None]] = {
+    "inprocess": ("inprocess", InprocessRow),
+    "passthrough": ("passthrough", ServerRow),
+    "logout": ("logout", ServerRow),
+    "scaling": ("scaling", ServerRow),
+    "exists": ("exists", ExistsRow),
+    "loads": ("mirror_loads", MirrorLoadRow),
+    "everywhere": ("everywhere", EverywhereRow),
+    "memory": ("memory", MemoryRow),
+    "absorb_us": ("absorb_us_per_entry", None),
+    "staleness": ("staleness", StalenessRow),
+    "cluster": ("cluster", ServerRow),
+    "stream": ("stream", StreamRow),
+    "cluster_info": ("cluster_info", None),
+}
 
 
 # -- machine ---------------------------------------------------------------------------
@@ -817,6 +862,7 @@ def headline(results: Results) -> list[str]:
                 *cells,
             ]
         )
+    rows += _cluster_headline(results)
     lines = _table(header, rows)
     extra = []
     base = _find(pt, stack="asgi", kind="none", variant="basehttp")
@@ -847,6 +893,99 @@ def headline(results: Results) -> list[str]:
     return lines
 
 
+def _twin(rows: list[ServerRow], row: ServerRow) -> ServerRow | None:
+    """The single-Redis row a cluster row was measured against."""
+    return _find(rows, stack=row.stack, kind=row.kind, variant=row.baseline)
+
+
+def _cluster_rows(results: Results, kind: str) -> list[tuple[ServerRow, ServerRow]]:
+    """``(one Redis, Cluster)`` row pairs of the cluster section, of ``kind``."""
+    found = []
+    for row in results.cluster:
+        if row.kind == kind and row.variant != row.baseline:
+            twin = _twin(results.cluster, row)
+            if twin is not None:
+                found.append((twin, row))
+    return found
+
+
+def _request_trips(row: ServerRow) -> float:
+    """The request's own Redis round trips (on a cluster: shard reads)."""
+    return row.redis.get("request_round_trips", _rt(row))
+
+
+def _cluster_headline(results: Results) -> list[list[str]]:
+    """Headline rows of the cluster section: one column per variant, as the others."""
+    if not results.cluster and not results.stream:
+        return []
+    rows: list[list[str]] = []
+    bearer = _cluster_rows(results, "bearer")
+    if bearer:
+        cells = []
+        for v in VARIANTS:
+            parts = [
+                f"{one.stack.upper()} {_x(cl.side_ratio)} (alone {_x(cl.ratio)}; CPU/request "
+                f"{_x(cl.cpu_ratio)})"
+                for one, cl in bearer
+                if one.variant == v.name
+            ]
+            trips = [
+                f"{_rt(cl):.2f} shard reads (one Redis: {_rt(one):.2f} round trips)"
+                for one, cl in bearer
+                if one.variant == v.name and one.stack == "asgi"
+            ]
+            cells.append(", ".join(parts + trips) or "not measured")
+        rows.append(
+            ["Redis Cluster (3 primaries) vs one Redis: bearer JWT req/s, side by side", *cells]
+        )
+    logouts = _cluster_rows(results, "logout")
+    if logouts:
+        first = VARIANTS[0].name
+
+        def cell() -> str:
+            parts = []
+            for seen, what in ((True, "used first"), (False, "never seen")):
+                found = [
+                    f"{one.stack.upper()} {_x(cl.ratio)}"
+                    for one, cl in logouts
+                    if one.variant.endswith("-seen") == seen
+                ]
+                parts.append(f"{what} {', '.join(found)}")
+            trips = [
+                f"{_request_trips(cl):.2f}" for one, cl in logouts if one.variant == f"{first}-asgi"
+            ]
+            return "; ".join(parts) + (
+                f"; {trips[0]} shard reads per logout (one Redis: 1 round trip)" if trips else ""
+            )
+
+        rows.append(
+            [
+                "Redis Cluster vs one Redis: logout req/s",
+                *[cell() if v.name == first else "not measured" for v in VARIANTS],
+            ]
+        )
+    top = max((r.writers for r in results.stream), default=0)
+    found = {
+        (r.topology, r.kind): r for r in results.stream if r.writers == top and r.kind == "logout"
+    }
+    cluster = found.get(("cluster", "logout"))
+    single = found.get(("single", "logout"))
+    if cluster is not None:
+        text = (
+            f"one Redis {_num(single.rate) if single else 'n/a'}/s, Cluster "
+            f"{_num(cluster.rate)}/s; the stream's shard {cluster.stream_cpu_us:.0f} µs CPU per "
+            f"logout, {cluster.stream_busy:.0%} busy: ceiling ≈ "
+            f"{_num(round(cluster.ceiling, -3))}/s"
+        )
+        rows.append(
+            [
+                f"Audit stream (one shard), {top} concurrent writers: logouts/s",
+                *[text if v.name == VARIANTS[0].name else "not measured" for v in VARIANTS],
+            ]
+        )
+    return rows
+
+
 def _short_trips(row: ServerRow | None) -> str:
     if row is None:
         return "n/a"
@@ -872,6 +1011,7 @@ def markdown(results: Results, charts: Sequence[str]) -> str:
         f"took {meta['elapsed_s']:.0f} s. Absolute numbers depend on the machine; compare "
         "the ratios, measured side by side in the same run.",
         *(["", f"**Note:** {meta['note']}"] if meta.get("note") else []),
+        *_kept(meta),
         "",
         "## Machine",
         "",
@@ -899,8 +1039,29 @@ def markdown(results: Results, charts: Sequence[str]) -> str:
         out += [f"![{chart}]({chart})", ""]
     out += _passthrough_section(results) + _inprocess_section(results)
     out += _logout_section(results) + _everywhere_section(results)
-    out += _scaling_section(results) + _mirror_section(results) + _method(meta)
+    out += _scaling_section(results) + _mirror_section(results) + _cluster_section(results)
+    out += _method(meta)
     return "\n".join(out) + "\n"
+
+
+def _kept(meta: dict[str, Any]) -> list[str]:
+    """Which sections come from earlier runs (a run of some sections keeps the others)."""
+    kept = meta.get("kept") or []
+    if not kept:
+        return []
+    out = [
+        "",
+        f"**Sections from earlier runs.** This run measured {', '.join(meta['sections'])}; "
+        "the others are kept from the last run that measured them:",
+        "",
+    ]
+    for run in kept:
+        note = f"; note: {run['note']}" if run.get("note") else ""
+        out.append(
+            f"- {', '.join(run['sections'])}: run {run.get('started')} with "
+            f"`{run.get('command')}` (code {run.get('code')}){note}"
+        )
+    return out
 
 
 def _loads(values: Sequence[float] | None) -> str:
@@ -1311,6 +1472,241 @@ def _scaling_section(results: Results) -> list[str]:
     return out
 
 
+def _shards(row: ServerRow, stream: int | None) -> str:
+    """A cluster row's reads per request on each primary (the stream's marked ``*``)."""
+    parts = [
+        f"{shard.get('round_trips', 0.0):.2f}" + ("*" if i == stream else "")
+        for i, shard in enumerate(row.redis_shards)
+    ]
+    return " + ".join(parts)
+
+
+def _cluster_request(row: ServerRow) -> str:
+    """What a cluster-section row's requests were."""
+    if row.kind == "bearer":
+        found = variant(row.baseline)
+        return "bearer JWT, " + ("cache on" if found.follows else "cache off")
+    seen = row.variant.endswith("-seen")
+    return f"logout, session {'used first' if seen else 'never seen'}"
+
+
+def _cluster_section(results: Results) -> list[str]:
+    if not results.cluster and not results.stream:
+        return []
+    info = results.cluster_info
+    s = results.meta["settings"]
+    stream = info.get("stream_shard")
+    out = [
+        "## 5. Redis Cluster",
+        "",
+        f"A local Redis Cluster of {info.get('primaries', 3)} primaries with "
+        f"{info.get('replicas_per_primary', 1)} replica each (redis-server "
+        f"{info.get('redis_server', '?')}, the binary the single Redis runs; formed by "
+        "`redis-cli --cluster create`, nothing persisted), on the Redis CPU like the "
+        "single Redis. The single Redis has no replica: a primary's replication is part "
+        f"of its CPU time here. The audit stream `{info.get('stream', '?')}` (slot "
+        f"{info.get('stream_slot', '?')}) lives on primary {(stream or 0) + 1} of "
+        f"{info.get('primaries', 3)} (marked * below).",
+        "",
+        "**Counted on the cluster:** `INFO stats` `total_reads_processed` and `INFO "
+        "commandstats` on every primary, summed (the replicas' `REPLCONF ACK` removed). "
+        "*Shard reads* per request = the batches it sent, one per shard it touched: "
+        "redis-py writes every shard's batch before it reads any reply, so a request waits "
+        "about one round trip however many shards it touches. The single Redis's *round "
+        "trips* are its reads, as everywhere in this report. Redis CPU: `INFO cpu` (user + "
+        "system) deltas, summed over the primaries.",
+        "",
+    ]
+    pairs = _cluster_rows(results, "bearer") + _cluster_rows(results, "logout")
+    if pairs:
+        out += [
+            "### 5a. Bearer check and logout: the Cluster column",
+            "",
+            "*What this shows:* what a request with a bearer JWT, and a logout, cost when "
+            "the middleware's Redis is the Cluster instead of one Redis: each variant's "
+            "server on one Redis and its twin on the Cluster (`LOGOUT_REDIS_CLUSTER=true`) "
+            "take turns in the same rounds (bearer: "
+            f"{s['rounds']} rounds of {s['duration']} s alone, {s['paired_rounds']} of "
+            f"{s['paired_duration']} s side by side; logout: {s['logout_rounds']} rounds of "
+            f"{s['logout_duration']} s, as section 2), so *Cluster vs one Redis* is a median "
+            "of per-round ratios. With the revocation cache a bearer check asks no Redis on "
+            "either; without it, one pipelined check whose two keys (the denylist's, the "
+            "subject's not-before) may live on two shards. A logout's writes go to up to "
+            "three shards (the session's record, the revoked token, the tombstone, and the "
+            "audit entry with its write-once marker in the stream's slot), in parallel.",
+            "",
+        ]
+        header = [
+            "Request",
+            "Server",
+            "Configuration",
+            "req/s, one Redis",
+            "req/s, Cluster",
+            "Cluster vs one Redis (alone)",
+            "side by side",
+            "server CPU µs/req (one → Cluster)",
+            "p99 ms (one → Cluster)",
+            "Redis round trips, one Redis",
+            "Cluster shard reads (per primary)",
+            "Redis CPU µs/req (one → Cluster)",
+            "verified",
+        ]
+        rows = []
+        for one, cl in pairs:
+            request = _cluster_request(one)
+            config = variant(one.variant).label if one.kind == "bearer" else VARIANTS[0].label
+            verified = "—" if one.verified is None else "yes" if one.verified else "NO"
+            if cl.verified is not None:
+                verified += " / " + ("yes" if cl.verified else "NO")
+            follower = cl.redis.get("follower_deletes", 0.0)
+            rows.append(
+                [
+                    request,
+                    STACK_LABELS[one.stack],
+                    config,
+                    _num(one.rps),
+                    _num(cl.rps),
+                    _x(cl.ratio),
+                    _x(cl.paired_ratio),
+                    f"{_num(one.cpu_us, 1)} → {_num(cl.cpu_us, 1)}",
+                    f"{_ms(one.p99_ms)} → {_ms(cl.p99_ms)}",
+                    f"{_request_trips(one):.2f}",
+                    f"{_request_trips(cl):.2f} ({_shards(cl, stream)})"
+                    + (f" +{follower:.2f} follower DEL" if follower > 0.005 else ""),
+                    f"{_num(one.redis.get('redis_cpu_us', math.nan), 1)} → "
+                    f"{_num(cl.redis.get('redis_cpu_us', math.nan), 1)}",
+                    verified,
+                ]
+            )
+        out += [*_table(header, rows), ""]
+        out += [
+            "Commands per request on the Cluster (summed over the primaries; `COMMAND`: "
+            "the `COMMAND GETKEYS` redis-py sends before each follower's `XREAD`, counted "
+            "with the followers' reads): "
+            + "; ".join(
+                f"{_cluster_request(cl)}, {STACK_LABELS[cl.stack].split(',')[0]}: "
+                + (
+                    ", ".join(
+                        f"{k.upper()} {v:.2f}"
+                        for k, v in cl.redis.items()
+                        if k not in NOT_COMMANDS
+                        and k not in ("follower_deletes", "request_round_trips")
+                        and v >= 0.005
+                    )
+                    or "none"
+                )
+                for _one, cl in pairs
+            )
+            + ".",
+            "",
+        ]
+    if results.stream:
+        out += _stream_section(results, stream)
+    return out
+
+
+def _stream_section(results: Results, stream: int | None) -> list[str]:
+    s = results.meta["settings"]
+    out = [
+        "### 5b. The audit stream at many writers",
+        "",
+        "*What this shows:* whether the one audit stream (every process follows it in "
+        "order with one blocking `XREAD`) makes its shard a hot spot, and how much headroom "
+        "that shard has. Concurrent writers (asyncio tasks in one process on the server "
+        "CPU, each with one operation in flight on its own connection) append to the "
+        f"stream, {s['stream_rounds']} rounds of {s['stream_duration']} s, the rows of a "
+        "writer count taking turns. *A logout*: the middleware's own "
+        "`AsyncRedisStore.execute()` of the writes its core plans for a logout (a "
+        "session and a bearer token: one `MULTI`/`EXEC` on one Redis, a batch per shard on "
+        "the Cluster); *plain XADD*: the same entry's fields with `XADD ... MAXLEN ~` from "
+        f"redis-py; *pipelined*: {BATCH} such `XADD`s per pipeline, the nearest a client "
+        "comes to the shard's own limit. Entries: `XADD` calls Redis counted on the "
+        "stream's node. *Busy*: that node's CPU time over the wall time (100% = one core "
+        "saturated). *Ceiling*: the entries per second the stream's node would take at one "
+        "full core at the CPU time per entry measured here (an estimate; Redis's "
+        "per-read overhead is shared by more entries as the load grows, so the ceiling "
+        "rises with it). *Headroom*: ceiling ÷ entries/s measured.",
+        "",
+    ]
+    header = [
+        "Redis",
+        "Writers",
+        "Each writer sends",
+        "logouts/s",
+        "entries/s",
+        "stream shard CPU µs/entry",
+        "stream shard busy",
+        "ceiling, entries/s",
+        "headroom",
+        "all primaries CPU µs/op",
+        "writers' CPU µs/op",
+        "p50 ms",
+        "p99 ms",
+        "stream shard: reads, commands per op",
+        "failed",
+    ]
+    rows = []
+    for r in results.stream:
+        commands = ", ".join(
+            f"{k.upper()} {v:.2f}" for k, v in r.stream_commands.items() if v >= 0.005
+        )
+        rows.append(
+            [
+                TOPOLOGIES.get(r.topology, r.topology),
+                str(r.writers),
+                STREAM_KINDS.get(r.kind, r.kind),
+                _num(r.rate) if r.kind == "logout" else "—",
+                _num(r.entries_per_s),
+                _num(r.stream_cpu_us, 1),
+                "n/a" if math.isnan(r.stream_busy) else f"{r.stream_busy:.0%}",
+                _num(round(r.ceiling, -2)),
+                _x(r.ceiling / r.entries_per_s if r.entries_per_s else math.nan),
+                _num(r.redis_cpu_us, 1),
+                _num(r.client_cpu_us),
+                _ms(r.p50_ms),
+                _ms(r.p99_ms),
+                f"{r.stream_reads:.2f}; {commands}",
+                str(r.failed),
+            ]
+        )
+    out += [*_table(header, rows), ""]
+    out += _stream_summary(results)
+    return out
+
+
+def _stream_summary(results: Results) -> list[str]:
+    """The stream's headroom in words, from the largest writer count."""
+    top = max(r.writers for r in results.stream)
+    at = {(r.topology, r.kind): r for r in results.stream if r.writers == top}
+    logout, batch = at.get(("cluster", "logout")), at.get(("cluster", "xadd-batch"))
+    if logout is None:
+        return []
+    text = (
+        f"At {top} writers the Cluster took {_num(logout.rate)} logouts/s; the stream's "
+        f"shard spent {logout.stream_cpu_us:.1f} µs of CPU per logout and was "
+        f"{logout.stream_busy:.0%} busy, so one shard would take about "
+        f"{_num(round(logout.ceiling, -3))} logouts/s at one full core "
+        f"({_x(logout.ceiling / logout.rate if logout.rate else math.nan)} what these "
+        f"writers sent; their own process used {_num(logout.client_cpu_us)} µs of CPU per "
+        "logout: the writers, not the shard, were the limit here)."
+    )
+    if batch is not None:
+        text += (
+            f" Pipelined plain `XADD`s reached {_num(batch.entries_per_s)} entries/s at "
+            f"{batch.stream_busy:.0%} busy ({batch.stream_cpu_us:.1f} µs per entry: about "
+            f"{_num(round(batch.ceiling, -3))} entries/s at one core), what the shard does "
+            "for bare entries."
+        )
+    single = at.get(("single", "logout"))
+    if single is not None:
+        text += (
+            f" One Redis, for comparison: {_num(single.rate)} logouts/s, "
+            f"{single.stream_cpu_us:.1f} µs of its CPU per logout (every key of the logout "
+            "is its own)."
+        )
+    return [text, ""]
+
+
 def _method(meta: dict[str, Any]) -> list[str]:
     return [
         "## Method",
@@ -1341,22 +1737,90 @@ def _clean(value: Any) -> Any:
 
 
 def as_json(results: Results) -> dict[str, Any]:
+    """Everything in ``results`` as JSON values (NaN written as null)."""
     data: dict[str, Any] = {
         "meta": results.meta,
         "targets": [dataclasses.asdict(t) for t in targets(results)],
-        "inprocess": [dataclasses.asdict(r) for r in results.inprocess],
-        "passthrough": [dataclasses.asdict(r) for r in results.passthrough],
-        "logout": [dataclasses.asdict(r) for r in results.logout],
-        "scaling": [dataclasses.asdict(r) for r in results.scaling],
-        "exists": [dataclasses.asdict(r) for r in results.exists],
-        "mirror_loads": [dataclasses.asdict(r) for r in results.loads],
-        "everywhere": [dataclasses.asdict(r) for r in results.everywhere],
-        "memory": [dataclasses.asdict(r) for r in results.memory],
-        "absorb_us_per_entry": results.absorb_us,
-        "staleness": [dataclasses.asdict(r) for r in results.staleness],
     }
+    for name, (key, row_class) in _JSON_FIELDS.items():
+        value = getattr(results, name)
+        data[key] = [dataclasses.asdict(r) for r in value] if row_class is not None else value
     cleaned: dict[str, Any] = _clean(data)
     return cleaned
+
+
+def _restore(hint: Any, value: Any) -> Any:
+    """A JSON value back as the type ``hint`` names: null as NaN where a float is due."""
+    if value is None:
+        return math.nan if hint is float else None
+    origin = get_origin(hint)
+    if origin is list and isinstance(value, list):
+        return [_restore(get_args(hint)[0], v) for v in value]
+    if origin is dict and isinstance(value, dict):
+        return {k: _restore(get_args(hint)[1], v) for k, v in value.items()}
+    return value
+
+
+def _row(row_class: type[Any], data: dict[str, Any]) -> Any:
+    hints = get_type_hints(row_class)
+    return row_class(
+        **{
+            f.name: _restore(hints[f.name], data[f.name])
+            for f in dataclasses.fields(row_class)
+            if f.name in data
+        }
+    )
+
+
+def load(path: Path) -> Results | None:
+    """The results a run wrote to ``path`` (a ``results.json``), or None when there is
+    none or it cannot be read back."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        results = Results(dict(data["meta"]))
+        for name, (key, row_class) in _JSON_FIELDS.items():
+            if key not in data:
+                continue
+            if row_class is None:
+                value = data[key]
+                setattr(results, name, math.nan if value is None else value)
+            else:
+                setattr(results, name, [_row(row_class, row) for row in data[key]])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return results
+
+
+def merge(results: Results, previous: Results) -> list[str]:
+    """Copy into ``results`` the sections it did not measure from ``previous`` (an earlier
+    run's, of the same mode: full or smoke), noting in ``results.meta["kept"]`` which run
+    each comes from; returns the sections copied."""
+    meta, old = results.meta, previous.meta
+    if bool(meta["settings"]["smoke"]) != bool(old.get("settings", {}).get("smoke")):
+        return []
+    measured = set(meta["sections"])
+    kept: list[dict[str, Any]] = []
+    for run in [*old.get("kept", []), {**old, "kept": None}]:
+        sections = [s for s in run.get("sections", []) if s in SECTION_FIELDS]
+        sections = [s for s in sections if s not in measured]
+        if not sections:
+            continue
+        for section in sections:
+            for name in SECTION_FIELDS[section]:
+                setattr(results, name, getattr(previous, name))
+        measured |= set(sections)
+        kept.append(
+            {
+                "sections": sorted(sections),
+                **{
+                    k: run.get(k)
+                    for k in ("started", "command", "note", "code", "elapsed_s", "settings")
+                },
+            }
+        )
+    if kept:
+        meta["kept"] = kept
+    return sorted(s for run in kept for s in run["sections"])
 
 
 def write(results: Results, out: Path) -> list[Path]:

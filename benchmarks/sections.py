@@ -1,4 +1,5 @@
-"""The sections measured through real servers: pass-through, logout, scaling.
+"""The sections measured through real servers: pass-through, logout, logout everywhere,
+the Redis Cluster column, scaling.
 
 Every measured run records requests/s, latencies, the server process's CPU time and what
 Redis did (round trips, commands). Within a section the variants being compared take
@@ -27,15 +28,15 @@ from .apps import DENYLIST_PREFIX, EVERYWHERE, SESSION_KEY, TOKEN_TTL, denylist_
 from .loadgen import LoadResult, exchange, run_load, run_pair
 from .redisutil import (
     RedisCounter,
+    RedisSide,
     Usage,
     blocked_clients,
     fill_revoked,
     pin_pid,
     process_cpu_s,
     rss_mib,
-    seed_sessions,
+    single_side,
     wait_blocked,
-    wait_followers_parked,
 )
 from .server import ROOT, Servers, Stack
 from .settings import Settings
@@ -52,7 +53,7 @@ from .traffic import (
     session_id,
     session_record,
 )
-from .variants import VARIANTS
+from .variants import CLUSTER_VARIANTS, VARIANTS, is_cluster_app
 
 __all__ = [
     "Bench",
@@ -60,6 +61,7 @@ __all__ = [
     "ExistsRow",
     "MirrorLoadRow",
     "ServerRow",
+    "cluster",
     "everywhere",
     "logout",
     "passthrough",
@@ -79,7 +81,10 @@ class ServerRow:
     ``ratio`` is requests/s relative to ``baseline`` (median of per-round ratios);
     ``cpu_us`` is the server process's CPU time per request and ``cpu_ratio`` the same
     relative to the baseline (totals over the rounds). ``redis`` holds Redis's work per
-    request: ``round_trips``, ``commands`` and each command's calls.
+    request: ``round_trips``, ``commands``, ``redis_cpu_us`` (Redis's CPU time) and each
+    command's calls; on a cluster, summed over the primaries (``round_trips`` is then
+    the reads of every shard: one per shard the request sent a batch to), each
+    primary's own in ``redis_shards`` (slot order).
     """
 
     section: str
@@ -110,6 +115,7 @@ class ServerRow:
     paired_rounds: list[float] = field(default_factory=list)
     paired_ratio: float = math.nan
     paired_cpu_ratio: float = math.nan
+    redis_shards: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def side_ratio(self) -> float:
@@ -202,6 +208,7 @@ class _Series:
                 base = baseline.cpu_s / baseline.row.requests * 1e6
                 row.cpu_ratio = row.cpu_us / base if base > 0 else math.nan
         row.redis = self.usage.per(row.requests)
+        row.redis_shards = [shard.per(row.requests) for shard in self.usage.shards]
         if row.paired_rounds:
             row.paired_ratio = median(row.paired_rounds)
             own_cpu, own_n, base_cpu, base_n = self.pair_cpu
@@ -215,7 +222,8 @@ class _Series:
 
 @dataclass
 class Bench:
-    """What the server sections share."""
+    """What the server sections share. ``admin`` and ``counter`` are the single Redis's;
+    ``cluster``, the Redis Cluster's side when the cluster section runs."""
 
     settings: Settings
     redis_url: str
@@ -228,6 +236,19 @@ class Bench:
     next_logout: int = 0
     #: Distinct sessions each server process has been sent (its session cache is bounded).
     sessions_sent: Counter[tuple[Stack, str]] = field(default_factory=Counter)
+    cluster: RedisSide | None = None
+    single: RedisSide = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.single = single_side(self.redis_url, self.admin, self.counter)
+
+    def side(self, app: str) -> RedisSide:
+        """The Redis the app (or server) called ``app`` talks to."""
+        if not is_cluster_app(app):
+            return self.single
+        if self.cluster is None:
+            raise RuntimeError(f"{app} needs the Redis Cluster, which is not running")
+        return self.cluster
 
     def run(
         self,
@@ -242,7 +263,7 @@ class Bench:
         """One measured run against a server; Redis usage and server CPU seconds."""
         server = self.servers.servers[stack, app]
         pid = server.process.pid
-        with self.counter.measure() as usage:
+        with self.side(app).counter.measure() as usage:
             cpu_before = process_cpu_s(pid)
             result = run_load(
                 server.port, make, concurrency=concurrency, duration=duration, limit=limit
@@ -263,8 +284,9 @@ class Bench:
         """Wait until every follower is parked (none still loading its mirror: a
         revocation that arrives while a follower loads is taken in by its catch-up
         read, which does not delete the records of the sessions it ended)."""
-        if not wait_followers_parked(self.admin, timeout):
-            self.log(f"  (followers still busy after {timeout:.0f} s)")
+        for side in (self.single, self.cluster):
+            if side is not None and not side.settle(timeout):
+                self.log(f"  (followers on the {side.name} Redis still busy after {timeout:.0f} s)")
 
     def run_pair(
         self,
@@ -554,13 +576,14 @@ def _use_sessions(bench: Bench, stack: Stack, app: str, first: int, count: int) 
     follower waited for), so that every one of these sessions is still known when it
     logs out."""
     if bench.sessions_sent[stack, app] + count > SEEN_CAPACITY:
+        side = bench.side(app)
         bench.restart(stack, app)
         bench.log(f"  logout: restarted {stack}/{app} (its session cache was nearly full)")
-        others = blocked_clients(bench.admin)
+        others = blocked_clients(side.watch)
         port = bench.servers.port(stack, app)
         exchange(port, get_request("cookie", f"127.0.0.1:{port}"))  # starts the follower
-        if app.removesuffix("-2") in {v.name for v in VARIANTS if v.follows}:
-            wait_blocked(bench.admin, others + 1, 30.0)
+        if app.removesuffix("-2") in {v.name for v in (*VARIANTS, *CLUSTER_VARIANTS) if v.follows}:
+            wait_blocked(side.watch, others + 1, 30.0)
     port = bench.servers.port(stack, app)
     host = f"127.0.0.1:{port}"
 
@@ -587,18 +610,25 @@ def logout(bench: Bench) -> list[ServerRow]:
     request's round trips (``follower_deletes``; the request's own are
     ``request_round_trips``): each of its logouts' transactions holds one ``DEL``, so
     any other ``DEL`` is the follower's."""
+    return _measure_logouts(bench, logout_impls(), "logout", {})
+
+
+def _measure_logouts(
+    bench: Bench, impls: list[LogoutImpl], section: str, baselines: dict[str, str]
+) -> list[ServerRow]:
+    """Measure ``impls`` in alternating rounds (see :func:`logout`); each row's ratio is
+    against the impl ``baselines[key]`` names (the floor when it names none)."""
     settings = bench.settings
-    impls = logout_impls()
     series = {
         impl.key: _Series(
             ServerRow(
-                "logout",
+                section,
                 impl.stack,
                 "logout",
                 impl.key,
                 impl.label,
                 settings.concurrency,
-                "floor",
+                baselines.get(impl.key, "floor"),
                 303,
             )
         )
@@ -618,14 +648,13 @@ def logout(bench: Bench) -> list[ServerRow]:
         seconds = settings.warmup if warm else settings.logout_duration
         first = bench.next_logout
         extra = 0.3 if impl.stack == "redis-py" else 0.0  # the floor warms up first
+        side = bench.side(impl.app)
         limit = None
         if impl.seen:
             limit = int(rate[impl.key] * seconds * 1.3) + 20
-            seed_sessions(bench.admin, first, first + limit)
+            side.seed_sessions(first, first + limit)
         else:
-            seed_sessions(
-                bench.admin, first, first + int(rate[impl.key] * (seconds + extra) * 2) + 100
-            )
+            side.seed_sessions(first, first + int(rate[impl.key] * (seconds + extra) * 2) + 100)
         usage: Usage = Usage()
         cpu: float | None = None
         used = True
@@ -665,7 +694,7 @@ def logout(bench: Bench) -> list[ServerRow]:
             rate[impl.key] = max(rate[impl.key], result.rps)
         if warm:
             return
-        ok = result.unexpected(303) == 0 and _verify(bench.admin, first, result.issued, bench.nonce)
+        ok = result.unexpected(303) == 0 and _verify(side.admin, first, result.issued, bench.nonce)
         verified[impl.key] = verified[impl.key] and ok and used
         series[impl.key].add(result, usage, cpu)
 
@@ -678,20 +707,111 @@ def logout(bench: Bench) -> list[ServerRow]:
             one(by_key[key], warm=False)
     rows: list[ServerRow] = []
     for impl in impls:
-        row = series[impl.key].finish(series["floor"])
+        row = series[impl.key].finish(series[baselines.get(impl.key, "floor")])
         row.verified = verified[impl.key]
         if impl.middleware:
             found = row.redis
-            deletes = max(0.0, found.get("del", 0.0) - found.get("exec", 0.0))
+            # Each logout writes one DEL and one audit entry (a script, inside MULTI/EXEC
+            # on one Redis, in the stream's shard's batch on a cluster): any other DEL is
+            # a follower's.
+            written = max(found.get("exec", 0.0), found.get("eval", 0.0))
+            deletes = max(0.0, found.get("del", 0.0) - written)
             found["follower_deletes"] = deletes
             found["request_round_trips"] = found.get("round_trips", 0.0) - deletes
         rows.append(row)
         bench.log(
-            f"  logout {impl.key:20} {row.rps:8.0f} req/s  x{row.ratio:.3f} of floor  "
-            f"p99 {row.p99_ms:.2f} ms  redis rt/logout {row.redis.get('round_trips', 0):.2f}"
-            f" (request {row.redis.get('request_round_trips', math.nan):.2f}, follower DEL "
+            f"  {section} {impl.key:26} {row.rps:8.0f} req/s  x{row.ratio:.3f} of "
+            f"{row.baseline}  p99 {row.p99_ms:.2f} ms  redis rt/logout "
+            f"{row.redis.get('round_trips', 0):.2f} (request "
+            f"{row.redis.get('request_round_trips', math.nan):.2f}, follower DEL "
             f"{row.redis.get('follower_deletes', math.nan):.2f})  verified {row.verified}"
         )
+    return rows
+
+
+# -- the Redis Cluster column ----------------------------------------------------------
+
+
+def cluster_logout_impls() -> list[LogoutImpl]:
+    """The logouts compared on the single Redis and on the cluster: the first variant and
+    its cluster twin, each stack, for a session never seen and one used first."""
+    if not CLUSTER_VARIANTS:
+        return []
+    found: list[LogoutImpl] = []
+    for stack in ("asgi", "wsgi"):
+        for seen in (False, True):
+            for v in (VARIANTS[0], CLUSTER_VARIANTS[0]):
+                suffix = "-seen" if seen else ""
+                found.append(
+                    LogoutImpl(
+                        f"{v.name}-{stack}{suffix}",
+                        f"{v.label}, {stack.upper()}, session "
+                        + ("used first" if seen else "never seen"),
+                        stack,
+                        f"{v.name}-2" if seen else v.name,
+                        "/logout",
+                        seen=seen,
+                        middleware=True,
+                    )
+                )
+    return found
+
+
+def cluster_pairs() -> list[tuple[str, str]]:
+    """``(variant on the single Redis, its twin on the cluster)`` names, in order."""
+    singles = [v for v in VARIANTS if v.asgi is None and v.wsgi is None]
+    return [(v.name, c.name) for v, c in zip(singles, CLUSTER_VARIANTS, strict=True)]
+
+
+def cluster(bench: Bench) -> list[ServerRow]:
+    """Each variant on the single Redis and its twin on the Redis Cluster (``-cluster``),
+    measured in the same rounds: requests with a bearer JWT (with the revocation cache:
+    answered from the mirror; without: one pipelined check, whose keys may live on two
+    shards), alone and side by side as :func:`passthrough`; then logouts of the first
+    variant (session never seen, and used first) as :func:`logout`. Every cluster row's
+    ratio is against its single-Redis twin; its Redis work is summed over the primaries,
+    each primary's own in ``redis_shards``."""
+    settings = bench.settings
+    rows: list[ServerRow] = []
+    labels = {v.name: v.label for v in (*VARIANTS, *CLUSTER_VARIANTS)}
+    for stack in ("asgi", "wsgi"):
+        stack_: Stack = "asgi" if stack == "asgi" else "wsgi"
+        for single, twin in cluster_pairs():
+            measured: list[tuple[_Series, Callable[[int], bytes]]] = []
+            for app in (single, twin):
+                make = _fixed(get_request("bearer", f"127.0.0.1:{bench.servers.port(stack_, app)}"))
+                row = ServerRow(
+                    "cluster", stack, "bearer", app, labels[app], settings.concurrency, single, 200
+                )
+                measured.append((_Series(row), make))
+                bench.warm(stack_, app, make, settings.concurrency)
+            bench.settle_followers()
+            for row in bench.compare(
+                stack_,
+                measured,
+                rounds=settings.rounds,
+                paired_rounds=settings.paired_rounds,
+                concurrency=settings.concurrency,
+                duration=settings.duration,
+                paired_duration=settings.paired_duration,
+            ):
+                rows.append(row)
+                shards = "+".join(f"{s.get('round_trips', 0):.2f}" for s in row.redis_shards)
+                bench.log(
+                    f"  cluster {stack} bearer {row.variant:16} {row.rps:8.0f} req/s  "
+                    f"x{row.ratio:.3f} alone, x{row.paired_ratio:.3f} side by side, "
+                    f"cpu {row.cpu_us:.0f} us/req  redis reads/req "
+                    f"{row.redis.get('round_trips', 0):.2f}" + (f" ({shards})" if shards else "")
+                )
+    impls = cluster_logout_impls()
+    twins = dict(cluster_pairs())
+    baselines: dict[str, str] = {}
+    for impl in impls:
+        for single, twin in twins.items():
+            if impl.key.startswith(f"{twin}-"):
+                baselines[impl.key] = single + impl.key.removeprefix(twin)
+        baselines.setdefault(impl.key, impl.key)
+    rows += _measure_logouts(bench, impls, "cluster", baselines)
     return rows
 
 
@@ -736,8 +856,11 @@ class EverywhereRow:
     verified: bool = False
 
 
-#: ``DEL`` commands in the transaction of a logout everywhere: the known records, the index.
-_EVERYWHERE_TX_DELETES = 2
+def _everywhere_tx_deletes(known: int) -> int:
+    """``DEL`` commands in the transaction of a logout everywhere whose process knows the
+    records of ``known`` of the ended sessions: one per record and one for the subject's
+    index (the store queues one key per command, as a cluster pipeline needs)."""
+    return known + 1
 
 
 def everywhere(bench: Bench) -> list[EverywhereRow]:
@@ -791,9 +914,9 @@ def everywhere(bench: Bench) -> list[EverywhereRow]:
             with contextlib.suppress(ValueError, TypeError, KeyError):
                 row.sessions_ended = int(json.loads(body)["sessions_ended"])
             found = usage.per(1)
-            deletes = max(
-                0.0, found.get("del", 0.0) - _EVERYWHERE_TX_DELETES * found.get("exec", 0.0)
-            )
+            # The answering process knows the records of the sessions it served.
+            written = _everywhere_tx_deletes(len(sids[::2])) * found.get("exec", 0.0)
+            deletes = max(0.0, found.get("del", 0.0) - written)
             row.total_reads = found["round_trips"]
             row.follower_deletes = deletes
             row.socket_reads = found["round_trips"] - deletes

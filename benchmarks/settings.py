@@ -45,6 +45,11 @@ class Settings:
     #: Revocation mirror: logouts whose arrival in another process's mirror is timed,
     #: per follower flavour (asyncio task, thread).
     staleness_trials: int
+    #: Audit stream throughput (cluster section): concurrent writers, rounds, seconds
+    #: per burst.
+    stream_writers: tuple[int, ...]
+    stream_rounds: int
+    stream_duration: float
 
 
 FULL = Settings(
@@ -69,6 +74,9 @@ FULL = Settings(
     memory_items=100_000,
     memory_subjects=10_000,
     staleness_trials=300,
+    stream_writers=(1, 8, 64),
+    stream_rounds=3,
+    stream_duration=1.0,
 )
 
 SMOKE = Settings(
@@ -93,4 +101,7 @@ SMOKE = Settings(
     memory_items=5_000,
     memory_subjects=1_000,
     staleness_trials=20,
+    stream_writers=(4,),
+    stream_rounds=1,
+    stream_duration=0.1,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -16,16 +17,25 @@ from . import report
 from .apps import EVERYWHERE
 from .inprocess import run_inprocess
 from .mirror import measure_memory, staleness
-from .redisutil import RedisCounter, bench_redis, pin_pid
+from .redisutil import (
+    LocalCluster,
+    RedisCounter,
+    RedisSide,
+    bench_cluster,
+    bench_redis,
+    pin_pid,
+    single_side,
+)
 from .report import Results
-from .sections import Bench, everywhere, logout, passthrough, scaling
+from .sections import Bench, cluster, everywhere, logout, passthrough, scaling
 from .server import Servers, Stack, pin
 from .settings import FULL, SMOKE
-from .variants import VARIANTS
+from .stream import stream_throughput
+from .variants import CLUSTER_VARIANTS, VARIANTS
 
 __all__ = ["DEFAULT_OUT", "SECTIONS", "main"]
 
-SECTIONS = ("inprocess", "passthrough", "logout", "everywhere", "mirror", "scaling")
+SECTIONS = ("inprocess", "passthrough", "logout", "everywhere", "mirror", "cluster", "scaling")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parent / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -68,9 +78,45 @@ def _servers_needed(sections: set[str]) -> list[tuple[Stack, str]]:
     if "everywhere" in sections:
         names = (EVERYWHERE.name, f"{EVERYWHERE.name}-2")
         wanted += [(stack, name) for stack in ("asgi", "wsgi") for name in names]
+    if "cluster" in sections:
+        singles = [*(v.name for v in VARIANTS), f"{VARIANTS[0].name}-2"]
+        wanted += [(stack, name) for stack in ("asgi", "wsgi") for name in singles]
     if "scaling" in sections:
         wanted += [("asgi", "bare")]
     return list(dict.fromkeys(wanted))
+
+
+def _cluster_servers() -> list[tuple[Stack, str]]:
+    """The servers on the Redis Cluster: each variant's twin, and a second process of the
+    first (for logouts of sessions it served)."""
+    if not CLUSTER_VARIANTS:
+        return []
+    names = [*(v.name for v in CLUSTER_VARIANTS), f"{CLUSTER_VARIANTS[0].name}-2"]
+    return [(stack, name) for stack in ("asgi", "wsgi") for name in names]
+
+
+def _cluster_side(
+    local: LocalCluster, url: str, cpu: int | None
+) -> tuple[RedisSide, dict[str, Any]]:
+    """The cluster's :class:`RedisSide` (every node pinned to ``cpu``, like the single
+    Redis, and emptied) and what the report says of it."""
+    stream = VARIANTS[0].config(url).events_stream
+    if cpu is not None:
+        for pid in local.pids():
+            pin_pid(pid, cpu)
+    side = local.side(stream)
+    side.flush()
+    client: Any = local.client
+    info = {
+        "primaries": len(side.nodes),
+        "replicas_per_primary": 1,
+        "redis_server": local.version,
+        "nodes": len(local.nodes),
+        "stream": stream,
+        "stream_slot": int(client.keyslot(stream)),
+        "stream_shard": side.stream_node,
+    }
+    return side, info
 
 
 def _scaling_servers() -> set[tuple[Stack, str]]:
@@ -121,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--note", default="", help="a remark for the report (say, what else ran on the machine)"
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="write only this run's sections (by default, the sections not run are kept "
+        "from the results.json already in --out)",
+    )
     args = parser.parse_args(argv)
     sections = {s.strip() for s in args.only.split(",") if s.strip()}
     unknown = sections - set(SECTIONS)
@@ -131,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     server_cpu, client_cpu, placement = _placement(not args.no_pin)
 
-    with bench_redis() as (url, owned):
+    with contextlib.ExitStack() as stack:
+        url, owned = stack.enter_context(bench_redis())
+        local = stack.enter_context(bench_cluster()) if "cluster" in sections else None
         admin = redis.Redis.from_url(url)
         admin.flushdb()
         if owned and client_cpu is not None:
@@ -151,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         results = Results(meta)
         _log(f"logout-middleware benchmarks ({'smoke' if settings.smoke else 'full'}) -> {out}")
+        cluster_side: RedisSide | None = None
+        if local is not None:
+            cluster_side, results.cluster_info = _cluster_side(local, url, client_cpu)
+            _log(f"Redis Cluster: {local.url}, stream on primary {cluster_side.stream_node + 1}")
         if "inprocess" in sections:
             _log("in-process pass-through ...")
             pin(server_cpu)
@@ -166,15 +224,35 @@ def main(argv: list[str] | None = None) -> int:
             # Before the servers start: the helper alone on the server CPU.
             _log("revocation mirror: cross-process staleness ...")
             results.staleness = staleness(settings, url, server_cpu, _log)
+        if cluster_side is not None:
+            # Before the servers start: the writers alone on the server CPU.
+            _log("audit stream throughput ...")
+            single = single_side(url, admin, RedisCounter(admin))
+            results.stream = stream_throughput(settings, [single, cluster_side], server_cpu, _log)
+            for side in (single, cluster_side):  # the revocations written: not the servers'
+                side.flush()
         server_sections = sections - {"inprocess", "mirror"}
+        if not CLUSTER_VARIANTS:
+            server_sections.discard("cluster")
         if server_sections:
             with Servers(url, cpu=None, http=args.http) as servers:
                 _log("starting servers ...")
                 servers.start(_servers_needed(server_sections))
+                if cluster_side is not None and "cluster" in server_sections:
+                    servers.start(_cluster_servers(), cluster_side.url)
                 if server_cpu is not None:
                     for server in servers.servers.values():
                         pin_pid(server.process.pid, server_cpu)
-                bench = Bench(settings, url, admin, RedisCounter(admin), servers, server_cpu, _log)
+                bench = Bench(
+                    settings,
+                    url,
+                    admin,
+                    RedisCounter(admin),
+                    servers,
+                    server_cpu,
+                    _log,
+                    cluster=cluster_side,
+                )
                 if "passthrough" in sections:
                     _log("pass-through through servers ...")
                     results.passthrough = passthrough(bench)
@@ -184,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
                 if "everywhere" in sections:
                     _log("logout everywhere ...")
                     results.everywhere = everywhere(bench)
+                if "cluster" in server_sections:
+                    _log("Redis Cluster vs one Redis: bearer check and logout ...")
+                    results.cluster = cluster(bench)
                 if "scaling" in sections:
                     # Only the scaling's servers stay: the others would reload 10^6 keys.
                     for key in set(servers.servers) - _scaling_servers():
@@ -195,6 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     meta["elapsed_s"] = time.monotonic() - began
     if hasattr(os, "getloadavg"):
         meta["machine"]["loadavg_end"] = list(os.getloadavg())
+    if not args.fresh and set(SECTIONS) - sections:
+        previous = report.load(out / "results.json")
+        kept = report.merge(results, previous) if previous is not None else []
+        if kept:
+            _log(f"kept from the last results in {out}: {', '.join(kept)}")
     written = report.write(results, out)
     if args.update_readme and update_readme((out / "results.md").read_text(encoding="utf-8")):
         _log(f"updated {README}")

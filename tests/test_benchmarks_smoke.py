@@ -13,7 +13,13 @@ without the cache):
   before, two (``GET`` of the record, then ``MULTI``/``EXEC``) for one it never saw;
 * a logout everywhere of a subject with 100 sessions: every session ended, and its
   round trips counted (the target, at most two, is judged in the report, not here);
-* the mirror's memory and cross-process staleness measured, every revocation seen.
+* the mirror's memory and cross-process staleness measured, every revocation seen;
+* the Redis Cluster column (a local 3-primary cluster): a bearer JWT with the cache asks
+  no shard, without it one pipelined check (its two keys on one or two shards); a logout
+  on the cluster sends one batch to each shard it touches (one to three), its audit entry
+  appended by the script in the stream's shard; every logout verified;
+* the audit stream's throughput: every operation taken (none failed), the entries Redis
+  counted on the stream's node equal to those sent, one read per logout there.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.sections import logout_impls
+from benchmarks.sections import cluster_logout_impls, cluster_pairs, logout_impls
 from benchmarks.variants import VARIANTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +73,7 @@ def test_variants_are_the_default_then_without_the_cache() -> None:
 
 def test_writes_report_json_and_charts(smoke: tuple[Path, dict[str, Any]]) -> None:
     out, data = smoke
-    for name in ("passthrough.png", "logout.png", "scaling.png"):
+    for name in ("passthrough.png", "logout.png", "scaling.png", "cluster.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     md = (out / "results.md").read_text(encoding="utf-8")
     for heading in (
@@ -80,6 +86,9 @@ def test_writes_report_json_and_charts(smoke: tuple[Path, dict[str, Any]]) -> No
         "## 2b. Logout everywhere",
         "## 3. Scaling of the revocation check",
         "## 4. Revocation mirror: memory and staleness",
+        "## 5. Redis Cluster",
+        "### 5a. Bearer check and logout: the Cluster column",
+        "### 5b. The audit stream at many writers",
     ):
         assert heading in md
     for text in (
@@ -92,6 +101,9 @@ def test_writes_report_json_and_charts(smoke: tuple[Path, dict[str, Any]]) -> No
         "floor: path comparison only",
         "A/A control",
         "Mirror memory per revoked item",
+        "Redis Cluster (3 primaries) vs one Redis: bearer JWT req/s",
+        "Redis Cluster vs one Redis: logout req/s",
+        "Audit stream (one shard)",
         "![passthrough.png](passthrough.png)",
         *(v.label for v in VARIANTS),
     ):
@@ -205,8 +217,10 @@ def test_logout_round_trips(smoke: tuple[Path, dict[str, Any]]) -> None:
                 assert redis["request_round_trips"] == pytest.approx(trips, abs=0.01), where
                 assert redis.get("get", 0.0) == pytest.approx(gets, abs=0.01), where
                 assert redis["multi"] == redis["exec"] == pytest.approx(1.0), where
-                # SET of the revoked token and of the session's tombstone.
-                assert redis["set"] == pytest.approx(2.0), where
+                # SET of the revoked token and of the session's tombstone; the audit
+                # entry's script: SET NX of its write-once marker, then XADD.
+                assert redis["set"] == pytest.approx(3.0), where
+                assert redis["eval"] == pytest.approx(1.0), where
                 assert redis["xadd"] == pytest.approx(1.0), where
                 # Counted apart: a follower deleting again records its process knows.
                 assert redis["follower_deletes"] <= 1.0 + 0.01, where
@@ -277,3 +291,90 @@ def test_scaling_rows(smoke: tuple[Path, dict[str, Any]]) -> None:
         loads = {r["variant"]: r for r in data["mirror_loads"] if r["revoked_keys"] == size}
         assert set(loads) == set(MIDDLEWARES), size
         assert loads[CACHED]["loaded"] is True, size
+
+
+def test_cluster_column(smoke: tuple[Path, dict[str, Any]]) -> None:
+    _, data = smoke
+    info = data["cluster_info"]
+    assert (info["primaries"], info["nodes"]) == (3, 6)
+    stream = info["stream_shard"]
+    by = {(r["stack"], r["kind"], r["variant"]): r for r in data["cluster"]}
+    for stack in ("asgi", "wsgi"):
+        for single, twin in cluster_pairs():
+            one, cluster = by[stack, "bearer", single], by[stack, "bearer", twin]
+            assert cluster["baseline"] == single
+            for row in (one, cluster):
+                assert row["requests"] > 0, row["label"]
+                assert row["unexpected"] == 0, row["label"]
+            assert len(cluster["redis_shards"]) == 3
+            trips = cluster["redis"]["round_trips"]
+            shards = sum(shard.get("round_trips", 0.0) for shard in cluster["redis_shards"])
+            assert shards == pytest.approx(trips, abs=0.01), (stack, twin)
+            if single == CACHED:
+                assert one["redis"]["round_trips"] == pytest.approx(0.0, abs=0.02), stack
+                assert trips == pytest.approx(0.0, abs=0.02), stack
+            else:
+                # EXISTS of the token's key and GET of the subject's not-before: one
+                # pipeline, a batch to each of the (one or two) shards holding them.
+                assert one["redis"]["round_trips"] == pytest.approx(1.0, abs=0.02), stack
+                assert cluster["redis"]["exists"] == pytest.approx(1.0, abs=0.01), stack
+                assert cluster["redis"]["get"] == pytest.approx(1.0, abs=0.01), stack
+                assert 1.0 - 0.02 <= trips <= 2.0 + 0.02, (stack, trips)
+    impls = cluster_logout_impls()
+    assert {i.key for i in impls} == {
+        f"{v}-{stack}{seen}"
+        for v in cluster_pairs()[0]
+        for stack in ("asgi", "wsgi")
+        for seen in ("", "-seen")
+    }
+    for impl in impls:
+        row = by[impl.stack, "logout", impl.key]
+        redis = row["redis"]
+        assert row["requests"] > 0, impl.key
+        assert row["unexpected"] == 0, impl.key
+        assert row["verified"] is True, impl.key
+        # The audit entry: one script (SET NX of its marker, then XADD); the revoked
+        # token's and the session's tombstone's SET; the record's DEL.
+        assert redis["eval"] == pytest.approx(1.0), impl.key
+        assert redis["xadd"] == pytest.approx(1.0), impl.key
+        assert redis["set"] == pytest.approx(3.0), impl.key
+        if impl.app.removesuffix("-2") == CACHED:
+            assert redis["multi"] == redis["exec"] == pytest.approx(1.0), impl.key
+            assert redis["request_round_trips"] == pytest.approx(1.0, abs=0.01), impl.key
+        else:
+            # No transaction across shards: a batch to each shard the logout touches.
+            assert redis.get("exec", 0.0) == pytest.approx(0.0), impl.key
+            assert 1.0 - 0.02 <= redis["request_round_trips"] <= 3.0 + 0.1, impl.key
+            assert row["redis_shards"][stream]["eval"] == pytest.approx(1.0), impl.key
+
+
+def test_stream_throughput(smoke: tuple[Path, dict[str, Any]]) -> None:
+    _, data = smoke
+    writers = data["meta"]["settings"]["stream_writers"]
+    found = {(r["topology"], r["kind"], r["writers"]): r for r in data["stream"]}
+    expected = {
+        (topology, kind, count)
+        for topology in ("single", "cluster")
+        for count in writers
+        for kind in ("logout", "xadd", *(("xadd-batch",) if count == writers[-1] else ()))
+    }
+    assert set(found) == expected
+    for key, row in found.items():
+        assert row["ops"] > 0, key
+        assert row["failed"] == 0, key
+        # Every entry sent is counted by Redis on the stream's node, and nothing else.
+        assert row["entries"] == row["ops"] * row["batch"], key
+        assert row["stream_cpu_us"] > 0, key
+        assert row["ceiling"] > 0, key
+        commands = row["stream_commands"]
+        assert commands["xadd"] == pytest.approx(row["batch"]), key
+        if row["kind"] != "xadd-batch":
+            # One exchange with the stream's node per operation.
+            assert row["stream_reads"] == pytest.approx(1.0, abs=0.05), key
+        if row["kind"] == "logout":
+            assert commands["eval"] == pytest.approx(1.0), key
+            if row["topology"] == "single":
+                assert commands["exec"] == pytest.approx(1.0), key
+                assert row["reads"] == pytest.approx(1.0, abs=0.05), key
+            else:
+                assert 1.0 <= row["reads"] <= 3.0 + 0.05, key
