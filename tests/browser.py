@@ -21,7 +21,6 @@ import datetime
 import ipaddress
 import os
 import ssl
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
-from tests.servers import Server, serve, uvicorn
+from tests.servers import Server, serve, served_in_thread, uvicorn
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Locator, Playwright, Response
@@ -133,18 +132,9 @@ class _PageHandler(BaseHTTPRequestHandler):
         """Quiet."""
 
 
-@contextlib.contextmanager
-def hostile_site() -> Iterator[HostileSite]:
+def hostile_site() -> contextlib.AbstractContextManager[HostileSite]:
     """A :class:`HostileSite` on a free port until the context ends."""
-    site = HostileSite()
-    thread = threading.Thread(target=site.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield site
-    finally:
-        site.shutdown()
-        site.server_close()
-        thread.join(timeout=5)
+    return served_in_thread(HostileSite())
 
 
 # -- HTTPS ---------------------------------------------------------------------------

@@ -8,14 +8,16 @@
 * Waiting: :func:`wait_until` and :func:`waited` poll a condition with a deadline
   (:func:`absent`: a key is gone; :func:`wait_indexed`: a subject's sessions are indexed).
 * Receiving: :func:`recording_server`, an HTTP server of the test's own that records
-  every ``POST`` (say, a back-channel logout) and answers 200.
+  every ``POST`` (say, a back-channel logout) and answers 200; :func:`served_in_thread`
+  runs any such server of the tests on a thread until the context ends.
 * Settings and credentials: :data:`EVERYWHERE_SETTINGS`, :func:`hs256_token`.
 * Redis: the middleware's keys under its default ``LOGOUT_KEY_PREFIX``, spelt out here
   rather than taken from the package so that the tests pin them
   (:func:`tombstone_key`, ...), its audit stream (:func:`audit_entries`), a subject's
   session index (:func:`index_members`), and a session record as Flask-Session writes
   one (:func:`flask_session_record`).
-* Cookies: :func:`set_cookies_of` and :func:`assert_expires_cookie` on httpx responses.
+* Cookies: :func:`set_cookies_of` and :func:`assert_expires_cookie` on httpx responses,
+  :func:`cookie_attributes` of a ``Set-Cookie`` value.
 * The apps' own set-up (imported by tests/adoption_apps, in their server process):
   :func:`flask_app_with_redis_sessions`, :func:`text_response` and
   :func:`add_redis_sessions`.
@@ -37,7 +39,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import parse_qs
 
 import httpx
@@ -50,6 +52,8 @@ from logout_middleware.testing import free_port, stop_process
 if TYPE_CHECKING:
     import flask
     import starlette.applications
+
+_HTTPServer = TypeVar("_HTTPServer", bound=ThreadingHTTPServer)
 
 ROOT = Path(__file__).resolve().parent.parent
 #: How long a server may take to get ready, seconds.
@@ -356,9 +360,9 @@ class _RecordingHandler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def recording_server() -> Iterator[RecordingServer]:
-    """A :class:`RecordingServer` on a free loopback port, until the context ends."""
-    server = RecordingServer()
+def served_in_thread(server: _HTTPServer) -> Iterator[_HTTPServer]:
+    """``server`` (already bound to its port) serving on a thread of this process until
+    the context ends; then it is shut down and closed."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
@@ -367,6 +371,11 @@ def recording_server() -> Iterator[RecordingServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def recording_server() -> contextlib.AbstractContextManager[RecordingServer]:
+    """A :class:`RecordingServer` on a free loopback port, until the context ends."""
+    return served_in_thread(RecordingServer())
 
 
 # -- Redis -------------------------------------------------------------------------------
@@ -457,6 +466,13 @@ def assert_expires_cookie(response: httpx.Response, name: str = SESSION_COOKIE) 
     assert "max-age=0" in found[0].lower() or "1970" in found[0], found[0]
 
 
+def cookie_attributes(set_cookie: str) -> dict[str, str]:
+    """The attributes of a ``Set-Cookie`` value, without the cookie itself: names in
+    lower case, ``""`` for a flag (``secure``)."""
+    parts = [part.strip() for part in set_cookie.split(";")[1:]]
+    return {name.lower(): value for name, _, value in (part.partition("=") for part in parts)}
+
+
 # -- the apps' own set-up ----------------------------------------------------------------
 
 
@@ -485,10 +501,18 @@ def text_response(body: str, status: int = 200) -> flask.Response:
     return Response(body + "\n", status=status, mimetype="text/plain")
 
 
-def add_redis_sessions(app: starlette.applications.Starlette) -> None:
+def add_redis_sessions(
+    app: starlette.applications.Starlette,
+    *,
+    cookie_name: str = SESSION_COOKIE,
+    https_only: bool = False,
+    same_site: str = "lax",
+) -> None:
     """Keep the sessions of a FastAPI (Starlette) app in Redis at ``REDIS_URL`` with
     starsessions (keys ``starsessions.<id>``, the bare id in the ``session`` cookie, an
-    hour's lifetime), loaded before every route."""
+    hour's lifetime), loaded before every route. The cookie is ``HttpOnly`` and
+    ``SameSite=Lax``, its path the server's root path (``/``); ``cookie_name``,
+    ``https_only`` (``Secure``) and ``same_site`` set it otherwise."""
     from redis.asyncio import Redis as AsyncRedis
     from starsessions import SessionAutoloadMiddleware, SessionMiddleware
     from starsessions.stores.redis import RedisStore
@@ -497,7 +521,8 @@ def add_redis_sessions(app: starlette.applications.Starlette) -> None:
     app.add_middleware(
         SessionMiddleware,
         store=RedisStore(connection=AsyncRedis.from_url(os.environ["REDIS_URL"])),
-        cookie_name=SESSION_COOKIE,
-        cookie_https_only=False,
+        cookie_name=cookie_name,
+        cookie_https_only=https_only,
+        cookie_same_site=same_site,
         lifetime=3600,
     )
