@@ -23,6 +23,7 @@ import pytest
 import redis
 
 from examples.recipes import Recipe, read_recipes, serve_recipe
+from tests.recipe_apps import browser, page_user, same_origin
 from tests.servers import (
     REQUEST_TIMEOUT,
     absent,
@@ -48,7 +49,6 @@ USER, OTHER_USER = "alice", "bob"
 PASSWORD = "logout-demo-password"
 
 _CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-_WHO = re.compile(r'<p id="user">(?:Logged in as (.+)|Not logged in)\.</p>')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +102,7 @@ def serve_django(store: Store, redis_url: str, db: Path, **settings: str) -> Ite
 
 def who(client: httpx.Client) -> str | None:
     """The user ``GET /`` says is logged in, or None for "Not logged in"."""
-    return _user_on(client.get("/"))
+    return page_user(client.get("/"))
 
 
 def replay(url: str, sid: str) -> tuple[str | None, httpx.Response]:
@@ -111,21 +111,14 @@ def replay(url: str, sid: str) -> tuple[str | None, httpx.Response]:
     response = httpx.get(
         f"{url}/", headers={"Cookie": f"{SESSION_COOKIE}={sid}"}, timeout=REQUEST_TIMEOUT
     )
-    return _user_on(response), response
-
-
-def _user_on(response: httpx.Response) -> str | None:
-    assert response.status_code == 200, response.text
-    found = _WHO.search(response.text)
-    assert found, response.text
-    return found.group(1)
+    return page_user(response), response
 
 
 @contextlib.contextmanager
 def logged_in(url: str, user: str) -> Iterator[tuple[httpx.Client, str]]:
     """A browser-like client logged in as ``user`` through Django's form, and its
     session id (the ``sessionid`` cookie)."""
-    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT) as client:
+    with browser(url) as client:
         page = client.get("/")
         assert "Not logged in" in page.text
         token = _CSRF_FIELD.search(page.text)
@@ -164,14 +157,8 @@ def sessions_in_redis(client: redis.Redis) -> set[str]:
 
 def browser_post(client: httpx.Client, path: str, url: str) -> httpx.Response:
     """``POST path`` as the example's logout form sends it from the page at ``url``."""
-    return client.post(
-        path,
-        headers={
-            "Origin": url,
-            "Sec-Fetch-Site": "same-origin",
-            "Content-Type": "application/x-www-form-urlencoded",
-        },
-    )
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    return client.post(path, headers={**same_origin(url), **form})
 
 
 def test_the_django_rows_are_the_cache_engine_on_asgi_and_cached_db_on_wsgi() -> None:

@@ -19,35 +19,25 @@ import pytest
 import redis
 
 from examples.fastapi_users_app import DEMO_EMAIL, DEMO_PASSWORD
-from examples.recipes import read_recipes, serve_recipe
-from tests.servers import EVENTS_STREAM, REQUEST_TIMEOUT, set_cookies_of, sha256_hex, token_key
+from examples.recipes import read_recipes
+from tests import recipe_apps
+from tests.recipe_apps import browser, same_origin, served_fixture
+from tests.servers import audit_entries, set_cookies_of, sha256_hex, token_key
 
 RECIPE = read_recipes()["fastapi-users"]
 #: The Redis key of a token's record, ``{token}`` standing for the token.
 TOKEN_KEY = RECIPE.settings["LOGOUT_TOKEN_KEYS"]
 COOKIE = RECIPE.settings["LOGOUT_TOKEN_COOKIE"]
 
-
-@pytest.fixture(scope="module")
-def served(redis_url: str) -> Iterator[str]:
-    """The example, served once for this module's tests (each logs in on its own)."""
-    with serve_recipe(RECIPE, redis_url) as url:
-        yield url
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    """A Redis client that does not flush: the module's server keeps running."""
-    connection = redis.Redis.from_url(redis_url)
-    yield connection
-    connection.close()
+served = served_fixture(RECIPE)
+client = recipe_apps.client
 
 
 @pytest.fixture
 def http(served: str) -> Iterator[httpx.Client]:
     """A client whose requests carry only the credentials the test gives them (its
     cookie jar is emptied after each login)."""
-    with httpx.Client(base_url=served, timeout=REQUEST_TIMEOUT) as found:
+    with browser(served) as found:
         yield found
 
 
@@ -55,9 +45,9 @@ def record_key(token: str) -> str:
     return TOKEN_KEY.replace("{token}", token)
 
 
-def same_origin(http: httpx.Client) -> dict[str, str]:
-    """What a browser sends with a form POST on the page's own origin."""
-    return {"Origin": str(http.base_url).rstrip("/"), "Sec-Fetch-Site": "same-origin"}
+def on_page(http: httpx.Client) -> dict[str, str]:
+    """What a browser sends with a form ``POST`` on the page of ``http``'s app."""
+    return same_origin(str(http.base_url))
 
 
 def register(http: httpx.Client) -> tuple[str, str]:
@@ -97,13 +87,7 @@ def cookie(token: str) -> dict[str, str]:
 def entry_of(client: redis.Redis, token: str) -> dict[str, str]:
     """The one audit entry naming ``token`` (by its hash); asserts the raw token is in
     no field of it."""
-    found = []
-    entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", client.xrange(EVENTS_STREAM))
-    for _id, fields in entries:
-        entry = {k.decode(): v.decode() for k, v in fields.items()}
-        if entry.get("token_hash") == sha256_hex(token):
-            found.append(entry)
-    (entry,) = found
+    (entry,) = [e for e in audit_entries(client) if e.get("token_hash") == sha256_hex(token)]
     for name, value in entry.items():
         assert token not in f"{name}={value}", name
     return entry
@@ -169,7 +153,7 @@ def test_cookie_logout_deletes_the_record_and_expires_the_cookie(
     assert client.exists(record_key(token))
     assert f"Logged in as {email}." in http.get("/", headers=cookie(token)).text
 
-    response = http.post("/logout", headers={**cookie(token), **same_origin(http)})
+    response = http.post("/logout", headers={**cookie(token), **on_page(http)})
     assert response.status_code == 303, response.text
     assert response.headers["location"] == "/"
     assert not client.exists(record_key(token))
@@ -192,13 +176,13 @@ def test_scheme_session_leaves_the_token_alone(http: httpx.Client, client: redis
     ``scheme=bearer`` ends them."""
     email, password = register(http)
     token = log_in_cookie(http, email, password)
-    response = http.post("/logout?scheme=session", headers={**cookie(token), **same_origin(http)})
+    response = http.post("/logout?scheme=session", headers={**cookie(token), **on_page(http)})
     assert response.status_code == 303, response.text
     assert set_cookies_of(response, COOKIE) == []
     assert http.get("/me", headers=cookie(token)).status_code == 200
     assert client.exists(record_key(token))
 
-    response = http.post("/logout?scheme=bearer", headers={**cookie(token), **same_origin(http)})
+    response = http.post("/logout?scheme=bearer", headers={**cookie(token), **on_page(http)})
     assert response.status_code == 303, response.text
     assert_expired(response, COOKIE)
     assert not client.exists(record_key(token))
