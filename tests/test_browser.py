@@ -48,7 +48,7 @@ from tests.browser import (
     serve_https,
     unavailable,
 )
-from tests.servers import app_env, audit_entries, serve, uvicorn, waitress
+from tests.servers import app_env, audit_entries, cookie_attributes, serve, uvicorn, waitress
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Response
@@ -75,6 +75,8 @@ class App:
     cookie: str
     #: The Redis key of a session, ``{sid}`` standing for the cookie's value.
     session_key: str
+    #: The session cookie's ``SameSite``: ``none`` is sent on a cross-site ``POST`` too.
+    same_site: str = "lax"
 
     @property
     def logout(self) -> str:
@@ -135,53 +137,60 @@ def store(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.fixture(scope="module", params=EXAMPLES)
-def example(request: pytest.FixtureRequest, redis_url: str) -> Iterator[App]:
-    """An example served by its recipe's command with its recipe's settings."""
-    recipe = RECIPES[request.param]
-    with serve_recipe(recipe, redis_url) as url:
-        yield _recipe_app(recipe, url)
-
-
-@pytest.fixture(scope="module", params=EXAMPLES)
-def confirming_example(request: pytest.FixtureRequest, redis_url: str) -> Iterator[App]:
-    """An example served as its recipe says, plus ``LOGOUT_GET=confirm``."""
-    recipe = RECIPES[request.param]
-    with serve_recipe(recipe, redis_url, LOGOUT_GET="confirm") as url:
-        yield _recipe_app(recipe, url)
-
-
 #: The examples behind ``Referrer-Policy: no-referrer``: recipe, and server command.
 NO_REFERRER = {
     "flask": waitress("tests.adoption_apps.browser_no_referrer:flask_app", "--call"),
     "fastapi": uvicorn("tests.adoption_apps.browser_no_referrer:fastapi_app", "--factory"),
 }
+#: The HTTPS app's name for the :func:`app` fixture.
+HTTPS = "https"
 
 
-@pytest.fixture(scope="module", params=EXAMPLES)
-def no_referrer_example(request: pytest.FixtureRequest, redis_url: str) -> Iterator[App]:
-    """An example with its recipe's settings, every response of it sent with
-    ``Referrer-Policy: no-referrer`` (tests/adoption_apps/browser_no_referrer.py)."""
-    recipe = RECIPES[request.param]
-    env = recipe.env(redis_url)
-    with serve(f"{recipe.title}, no-referrer", NO_REFERRER[request.param], env) as server:
-        yield _recipe_app(recipe, server.url)
+def examples_as(variant: str = "") -> list[object]:
+    """The parameters of the :func:`app` fixture serving each of :data:`EXAMPLES` as
+    ``variant`` says (``confirm``, ``no-referrer``; none: by its recipe), each with the
+    example's name as its id."""
+    return [pytest.param(f"{name}-{variant}" if variant else name, id=name) for name in EXAMPLES]
 
 
 @pytest.fixture(scope="module")
-def https_app(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    """tests/adoption_apps/browser_https.py under uvicorn over HTTPS with a fresh
-    self-signed certificate; its ``__Host-session`` cookie is ``SameSite=None``."""
-    key, certificate = self_signed_certificate(tmp_path_factory.mktemp("tls"))
-    env = app_env(
-        redis_url,
-        BROWSER_SAMESITE="none",
-        LOGOUT_SESSION_COOKIE=HOST_COOKIE,
-        LOGOUT_SESSION_KEYS="starsessions.{sid}",
-    )
-    target = "tests.adoption_apps.browser_https:app"
-    with serve_https("HTTPS app", target, env, key, certificate) as served:
-        yield App("https", served.url, HOST_COOKIE, "starsessions.{sid}")
+def app(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[App]:
+    """The app a test's indirect ``app`` parameter names, served once for the module:
+
+    * ``flask``, ``fastapi``: the example by its recipe's command with its settings;
+    * ``flask-confirm``, ...: the same, plus ``LOGOUT_GET=confirm``;
+    * ``flask-no-referrer``, ...: the example with its recipe's settings, every response
+      of it sent with ``Referrer-Policy: no-referrer``
+      (tests/adoption_apps/browser_no_referrer.py);
+    * :data:`HTTPS`: tests/adoption_apps/browser_https.py under uvicorn over HTTPS with
+      a fresh self-signed certificate; its ``__Host-session`` cookie is
+      ``SameSite=None``.
+    """
+    name: str = request.param
+    example, _, variant = name.partition("-")
+    if name == HTTPS:
+        key, certificate = self_signed_certificate(tmp_path_factory.mktemp("tls"))
+        env = app_env(
+            redis_url,
+            BROWSER_SAMESITE="none",
+            LOGOUT_SESSION_COOKIE=HOST_COOKIE,
+            LOGOUT_SESSION_KEYS="starsessions.{sid}",
+        )
+        target = "tests.adoption_apps.browser_https:app"
+        with serve_https("HTTPS app", target, env, key, certificate) as https:
+            yield App(HTTPS, https.url, HOST_COOKIE, "starsessions.{sid}", same_site="none")
+    elif variant == "no-referrer":
+        recipe = RECIPES[example]
+        title, command = f"{recipe.title}, no-referrer", NO_REFERRER[example]
+        with serve(title, command, recipe.env(redis_url)) as server:
+            yield _recipe_app(recipe, server.url)
+    else:
+        recipe = RECIPES[example]
+        settings = {"LOGOUT_GET": "confirm"} if variant == "confirm" else {}
+        with serve_recipe(recipe, redis_url, **settings) as url:
+            yield _recipe_app(recipe, url)
 
 
 @pytest.fixture(scope="module")
@@ -254,17 +263,18 @@ def click_log_out(page: Page, app: App, button: str = "Log out") -> dict[str, st
 # -- the logout button ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("app", examples_as(), indirect=True)
 def test_the_logout_button_logs_out(
-    example: App, page: Page, context: BrowserContext, store: redis.Redis
+    app: App, page: Page, context: BrowserContext, store: redis.Redis
 ) -> None:
-    sid = log_in(page, context, store, example, "alice")
-    assert_logged_in(page, context, store, example, sid, "alice")
+    sid = log_in(page, context, store, app, "alice")
+    assert_logged_in(page, context, store, app, sid, "alice")
     before = len(audit_entries(store))
 
-    sent = click_log_out(page, example)
+    sent = click_log_out(page, app)
 
     assert sent["sec-fetch-site"] == "same-origin"
-    assert_logged_out(page, context, store, example, sid)
+    assert_logged_out(page, context, store, app, sid)
     entries = audit_entries(store)
     assert len(entries) == before + 1
     assert entries[-1]["type"] == "session_end"
@@ -313,46 +323,30 @@ def attack(page: Page, site: HostileSite, app: App, kind: str) -> dict[str, str]
 
 
 @pytest.mark.parametrize("kind", ["form", "fetch"])
+@pytest.mark.parametrize("app", [*examples_as(), HTTPS], indirect=True)
 def test_a_page_of_another_site_cannot_log_out(
-    example: App,
+    app: App,
     kind: str,
     other_site: HostileSite,
     page: Page,
     context: BrowserContext,
     store: redis.Redis,
 ) -> None:
-    sid = log_in(page, context, store, example, "bob")
+    """The examples' ``SameSite=Lax`` cookie the browser withholds cross-site anyway;
+    the HTTPS app's ``SameSite=None`` cookie a forged form carries."""
+    sid = log_in(page, context, store, app, "bob")
     before = audit_entries(store)
 
-    sent = attack(page, other_site, example, kind)
+    sent = attack(page, other_site, app, kind)
 
     assert sent["sec-fetch-site"] == "cross-site"
-    # Refused by the middleware: an admitted logout writes an audit entry even when the
-    # browser withheld the (SameSite=Lax) cookie.
-    assert audit_entries(store) == before
-    assert_logged_in(page, context, store, example, sid, "bob")
-
-
-@pytest.mark.parametrize("kind", ["form", "fetch"])
-def test_another_site_cannot_log_out_with_a_samesite_none_cookie(
-    https_app: App,
-    kind: str,
-    other_site: HostileSite,
-    page: Page,
-    context: BrowserContext,
-    store: redis.Redis,
-) -> None:
-    sid = log_in(page, context, store, https_app, "carol")
-    before = audit_entries(store)
-
-    sent = attack(page, other_site, https_app, kind)
-
-    assert sent["sec-fetch-site"] == "cross-site"
-    if kind == "form":
+    if app.same_site == "none" and kind == "form":
         # The browser sent the session cookie: only the middleware stood in the way.
-        assert f"{HOST_COOKIE}={sid}" in sent.get("cookie", ""), sent
+        assert f"{app.cookie}={sid}" in sent.get("cookie", ""), sent
+    # Refused by the middleware: an admitted logout writes an audit entry even when the
+    # browser withheld the cookie.
     assert audit_entries(store) == before
-    assert_logged_in(page, context, store, https_app, sid, "carol")
+    assert_logged_in(page, context, store, app, sid, "bob")
 
 
 # -- GET -----------------------------------------------------------------------------
@@ -366,23 +360,24 @@ HOSTILE_CONTENT = """<!doctype html><html><body>
 </body></html>"""
 
 
+@pytest.mark.parametrize("app", examples_as(), indirect=True)
 def test_get_requests_cannot_log_out(
-    example: App,
+    app: App,
     page: Page,
     context: BrowserContext,
     store: redis.Redis,
 ) -> None:
-    sid = log_in(page, context, store, example, "dave")
+    sid = log_in(page, context, store, app, "dave")
     before = audit_entries(store)
     # The examples have no page of user content: Playwright serves one at their origin,
     # so its subresources and link go to the real server with the session cookie.
-    hostile = example.url + "/posts/1"
+    hostile = app.url + "/posts/1"
     page.route(hostile, lambda route: route.fulfill(body=HOSTILE_CONTENT, content_type="text/html"))
 
     def to_logout(kind: str) -> Callable[[Response], bool]:
         """The response to a request of the logout URI for ``kind`` (Chromium's resource
         type: ``image``, ``other`` for a prefetch, ``document`` for a navigation)."""
-        return lambda r: r.url == example.logout and r.request.resource_type == kind
+        return lambda r: r.url == app.logout and r.request.resource_type == kind
 
     with (
         page.expect_response(to_logout("image")) as image,
@@ -396,28 +391,21 @@ def test_get_requests_cannot_log_out(
     for kind, answer in answers.items():
         assert answer.request.method == "GET", kind
         assert answer.status == 405, kind
-        assert f"{example.cookie}={sid}" in sent_headers(answer).get("cookie", ""), kind
-    page.wait_for_url(example.logout)
+        assert f"{app.cookie}={sid}" in sent_headers(answer).get("cookie", ""), kind
+    page.wait_for_url(app.logout)
     assert "Method Not Allowed" in page.locator("body").inner_text()
     assert audit_entries(store) == before
-    assert_logged_in(page, context, store, example, sid, "dave")
+    assert_logged_in(page, context, store, app, sid, "dave")
 
 
 # -- Origin: null --------------------------------------------------------------------
 
 
-def test_the_confirmation_page_logs_out(
-    confirming_example: App, page: Page, context: BrowserContext, store: redis.Redis
+def log_out_with_origin_null(
+    page: Page, context: BrowserContext, store: redis.Redis, app: App, sid: str
 ) -> None:
-    app = confirming_example
-    sid = log_in(page, context, store, app, "erin")
-
-    shown = page.goto(app.logout)
-    assert shown is not None
-    assert shown.status == 200
-    assert shown.headers["referrer-policy"] == "no-referrer"
-    assert "Do you want to log out?" in page.locator("body").inner_text()
-    assert_record(store, app, sid)
+    """Click the page's logout button, which Chromium posts with ``Origin: null`` beside
+    ``Sec-Fetch-Site: same-origin``; session ``sid`` is logged out all the same."""
     sent = click_log_out(page, app)
 
     # What made this a 403 before core/admission.py trusted Sec-Fetch-Site first:
@@ -426,40 +414,50 @@ def test_the_confirmation_page_logs_out(
     assert_logged_out(page, context, store, app, sid)
 
 
-def test_a_logout_form_on_a_no_referrer_page_logs_out(
-    no_referrer_example: App, page: Page, context: BrowserContext, store: redis.Redis
+@pytest.mark.parametrize("app", examples_as("confirm"), indirect=True)
+def test_the_confirmation_page_logs_out(
+    app: App, page: Page, context: BrowserContext, store: redis.Redis
 ) -> None:
-    app = no_referrer_example
+    sid = log_in(page, context, store, app, "erin")
+
+    shown = page.goto(app.logout)
+    assert shown is not None
+    assert shown.status == 200
+    assert shown.headers["referrer-policy"] == "no-referrer"
+    assert "Do you want to log out?" in page.locator("body").inner_text()
+    assert_record(store, app, sid)
+    log_out_with_origin_null(page, context, store, app, sid)
+
+
+@pytest.mark.parametrize("app", examples_as("no-referrer"), indirect=True)
+def test_a_logout_form_on_a_no_referrer_page_logs_out(
+    app: App, page: Page, context: BrowserContext, store: redis.Redis
+) -> None:
     sid = log_in(page, context, store, app, "frank")
-
-    sent = click_log_out(page, app)
-
-    assert sent.get("origin") == "null", sent
-    assert sent["sec-fetch-site"] == "same-origin"
-    assert_logged_out(page, context, store, app, sid)
+    log_out_with_origin_null(page, context, store, app, sid)
 
 
 # -- __Host- over HTTPS --------------------------------------------------------------
 
 
+@pytest.mark.parametrize("app", [HTTPS], indirect=True)
 def test_a_host_prefixed_cookie_is_removed_from_the_jar(
-    https_app: App, page: Page, context: BrowserContext, store: redis.Redis
+    app: App, page: Page, context: BrowserContext, store: redis.Redis
 ) -> None:
-    sid = log_in(page, context, store, https_app, "grace")
-    (kept,) = [c for c in context.cookies(https_app.url) if c.get("name") == HOST_COOKIE]
+    sid = log_in(page, context, store, app, "grace")
+    (kept,) = [c for c in context.cookies(app.url) if c.get("name") == HOST_COOKIE]
     assert kept.get("secure") is True
     assert kept.get("path") == "/"
 
-    with page.expect_response(lambda r: r.url == https_app.logout) as answer:
+    with page.expect_response(lambda r: r.url == app.logout) as answer:
         page.get_by_role("button", name="Log out").click()
 
     assert answer.value.status == 303
     set_cookies = answer.value.header_values("set-cookie")
     deletions = [line for line in set_cookies if line.startswith(HOST_COOKIE + "=")]
     assert len(deletions) == 1, set_cookies
-    parts = [part.strip().partition("=") for part in deletions[0].split(";")[1:]]
-    attributes = {name.lower(): value for name, _, value in parts}
+    attributes = cookie_attributes(deletions[0])
     assert "secure" in attributes, deletions
     assert attributes.get("path") == "/", deletions
     assert "domain" not in attributes, deletions
-    assert_logged_out(page, context, store, https_app, sid)
+    assert_logged_out(page, context, store, app, sid)
