@@ -1,14 +1,16 @@
 """The fault-test harness (tests/topologies.py) checked with plain redis-py: an
 append-only file survives SIGKILL, a paused server times a client out and answers again
 once continued, redis-py's Sentinel client follows a failover, redis-py's cluster client
-reads every slot back after a primary is killed, and no process or file outlives its
-topology, also when it fails to start.
+reads every slot back after a primary is killed, a slot moved live keeps every key, and
+no process or file outlives its topology, also when it fails to start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -231,6 +233,46 @@ def test_cluster_manual_failover_swaps_roles_and_keeps_writes() -> None:
         assert cluster.replica_of(replica) is first
         assert first.info("replication")["role"] == "slave"
         assert wait_until(lambda: client.mget_nonatomic(keys) == ["1"] * len(keys), timeout=10)
+
+
+def test_cluster_migrate_slot_moves_its_keys_while_a_client_writes() -> None:
+    """Resharding one slot live: every key in it, old or written meanwhile (through
+    ``ASK`` redirections), is served by the new owner afterwards, TTLs kept."""
+    keys = [f"{{moved}}:{n}" for n in range(250)]
+    slot = key_slot(b"moved")
+    with RedisCluster() as cluster, cluster_client(cluster) as client:
+        client.mset_nonatomic(dict.fromkeys(keys, "1"))
+        client.expire(keys[0], 600)
+        source = cluster.owner(slot)
+        target = next(p for p in cluster.primaries() if p is not source)
+        stop = threading.Event()
+        written: list[str] = []
+
+        def write() -> None:
+            with cluster_client(cluster) as writer:
+                for n in itertools.count():
+                    if stop.is_set():
+                        return
+                    with contextlib.suppress(redis.RedisError):  # TRYAGAIN, mid-move
+                        writer.set(f"{{moved}}:w{n}", "1")
+                        written.append(f"{{moved}}:w{n}")
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            wait_until(lambda: len(written) >= 20, timeout=10)
+            moved = cluster.migrate_slot(slot, target)
+            time.sleep(0.2)
+        finally:
+            stop.set()
+            writer.join()
+        assert moved >= len(keys)
+        assert cluster.owner(slot) is target
+        assert cluster.owner(slot) in cluster.primaries()
+        assert client.mget_nonatomic(keys) == ["1"] * len(keys)
+        assert client.mget_nonatomic(written) == ["1"] * len(written)
+        assert 0 < client.ttl(keys[0]) <= 600
+        assert cluster.migrate_slot(slot, target) == 0
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ removes its files on exit, also when it fails half-way through starting::
         cluster.url                            # redis://127.0.0.1:<one node's port>
         cluster.failover(cluster.primaries()[0])
         cluster.manual_failover()              # CLUSTER FAILOVER on a replica
+        cluster.migrate_slot(slot, cluster.primaries()[2])   # resharding, live
 
 Every wait is bounded by a deadline; a topology that does not settle in time raises
 :class:`TopologyError` with what it was waiting for and the servers' last log lines.
@@ -73,6 +74,9 @@ START_ATTEMPTS = 3
 SLOTS = 16384
 #: Redis 6.2 puts a node's cluster bus on its port + 10000 (``cluster-port`` is 7.0).
 BUS_OFFSET = 10000
+#: Keys per ``MIGRATE`` of :meth:`RedisCluster.migrate_slot`, and its timeout, seconds.
+MIGRATE_BATCH = 100
+MIGRATE_TIMEOUT = 5.0
 
 
 class TopologyError(RuntimeError):
@@ -105,13 +109,13 @@ def wait_for(
         time.sleep(0.05)
 
 
-def _probe(port: int) -> redis.Redis:
+def _probe(port: int, timeout: float = PROBE_TIMEOUT) -> redis.Redis:
     """A client on the server at ``port`` with short timeouts, no retries, text replies."""
     return redis.Redis(
         host=HOST,
         port=port,
-        socket_timeout=PROBE_TIMEOUT,
-        socket_connect_timeout=PROBE_TIMEOUT,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         decode_responses=True,
     )
@@ -606,6 +610,18 @@ def _cluster_nodes(port: int) -> list[ClusterNode]:
     return found
 
 
+def _covers(slots: tuple[str, ...], slot: int) -> bool:
+    """Whether the slot ranges of a ``CLUSTER NODES`` line (``0-5460``, ``10691``;
+    ``[...]`` marks a slot being migrated or imported, not served) include ``slot``."""
+    for part in slots:
+        if part.startswith("["):
+            continue
+        first, _, last = part.partition("-")
+        if int(first) <= slot <= int(last or first):
+            return True
+    return False
+
+
 def _cluster_state(port: int) -> str:
     """``cluster_state`` of ``CLUSTER INFO`` at ``port`` (``ok`` or ``fail``)."""
     reply = _command(port, "CLUSTER", "INFO")
@@ -748,6 +764,46 @@ class RedisCluster(_Topology):
         view = [n for n in self._view() if n.is_primary and n.slots and not n.failed]
         view.sort(key=lambda n: int(n.slots[0].split("-")[0]))
         return [self._by_port(n.port) for n in view]
+
+    def owner(self, slot: int) -> RedisProcess:
+        """The primary that serves ``slot`` now, as a running node sees the cluster.
+
+        :raises TopologyError: when no running primary serves it.
+        """
+        for node in self._view():
+            if node.is_primary and not node.failed and _covers(node.slots, slot):
+                return self._by_port(node.port)
+        raise TopologyError(f"no primary serves slot {slot}\n{self.logs()}")
+
+    def migrate_slot(
+        self, slot: int, target: RedisProcess, *, timeout: float = SETTLE_TIMEOUT
+    ) -> int:
+        """Move ``slot`` to the primary ``target`` the way ``redis-cli --cluster
+        reshard`` does, while clients keep using it: ``CLUSTER SETSLOT IMPORTING`` on
+        ``target``, ``MIGRATING`` on the owner, ``MIGRATE`` of its keys in batches
+        (clients are sent ``ASK`` or ``TRYAGAIN`` meanwhile), then ``SETSLOT NODE`` on
+        every primary, the target first; waits until the cluster is settled. Returns how
+        many keys were moved (0 when ``target`` already serves the slot)."""
+        source = self.owner(slot)
+        if source is target:
+            return 0
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        _command(target.port, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        _command(source.port, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        moved = 0
+        with contextlib.closing(_probe(source.port, MIGRATE_TIMEOUT)) as client:
+            while keys := client.execute_command(  # type: ignore[no-untyped-call]
+                "CLUSTER", "GETKEYSINSLOT", slot, MIGRATE_BATCH
+            ):
+                client.execute_command(  # type: ignore[no-untyped-call]
+                    "MIGRATE", HOST, target.port, "", 0, int(MIGRATE_TIMEOUT * 1000), "KEYS", *keys
+                )
+                moved += len(keys)
+        others = [p for p in self.primaries() if p not in (source, target)]
+        for node in (target, source, *others):
+            _command(node.port, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        self.wait_ok(timeout)
+        return moved
 
     def replica_of(self, primary: RedisProcess) -> RedisProcess:
         """A running replica of ``primary``.
