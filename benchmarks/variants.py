@@ -72,7 +72,7 @@ class Variant:
         the audit stream (``revocation_cache`` on, with a stream to follow)."""
         if self.asgi is not None or self.wsgi is not None:
             return False
-        config = LogoutConfig(**self.settings)
+        config = self.config("redis://127.0.0.1")  # a URL to validate against (a cluster's)
         return config.revocation_cache and bool(config.events_stream)
 
     def with_settings(self, name: str, label: str, **settings: Any) -> Variant:

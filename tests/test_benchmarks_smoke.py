@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 from benchmarks.sections import cluster_logout_impls, cluster_pairs, logout_impls
-from benchmarks.variants import VARIANTS
+from benchmarks.variants import CLUSTER_VARIANTS, VARIANTS
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("none", "cookie", "bearer")
@@ -69,6 +69,12 @@ def test_variants_are_the_default_then_without_the_cache() -> None:
     assert VARIANTS[0].follows
     assert dict(VARIANTS[1].settings) == {"revocation_cache": False}
     assert not VARIANTS[1].follows
+
+
+def test_cluster_twins() -> None:
+    assert [c.name for c in CLUSTER_VARIANTS] == [f"{v.name}-cluster" for v in VARIANTS]
+    assert [c.follows for c in CLUSTER_VARIANTS] == [v.follows for v in VARIANTS]
+    assert all(dict(c.settings)["redis_cluster"] is True for c in CLUSTER_VARIANTS)
 
 
 def test_writes_report_json_and_charts(smoke: tuple[Path, dict[str, Any]]) -> None:
