@@ -14,11 +14,15 @@ Sentinel-managed primary or a Redis Cluster (:mod:`.topology`).
     fails none of them runs. Redis has no rollback: a command it refuses
     (``WRONGTYPE``) does not undo the others.
   - On a cluster, keys live on different shards, and a transaction cannot span them.
-    redis-py's cluster pipeline sends one batch to each shard the logout touches, all
-    written before any reply is read (in parallel), so a logout is still one round trip.
-    Atomic: each key's write, and the audit entry together with its write-once marker
-    (same hash slot). Not atomic: the writes to different keys; if a shard fails
-    midway, some writes are made and the logout is reported failed and retried whole.
+    A logout is two pipelines: its key writes, one batch per shard the logout touches,
+    all written before any reply is read (in parallel); then, once every one of them
+    succeeded, its audit entry, on the stream's shard. Atomic: each key's write, and the
+    audit entry together with its write-once marker (same hash slot). Not atomic: the
+    writes to different keys; if a shard fails midway, some are made, no entry is
+    appended, and the logout is reported failed and retried whole. The entry comes last
+    so that it never announces a revocation whose keys are not written yet (a process
+    whose revocation cache reloaded in between would otherwise miss it until its next
+    reload: the retried entry is not appended again).
 
   Every write is idempotent, so a retry after a partial failure, or after a transaction
   that timed out but ran, has the same effect as one: ``DEL``, ``SET`` and ``ZREM`` are,
@@ -73,6 +77,7 @@ from redis.exceptions import (
     AskError,
     ClusterError,
     ReadOnlyError,
+    RedisClusterException,
     SlotNotCoveredError,
     TryAgainError,
 )
@@ -228,11 +233,20 @@ class _Backlog:
             logger.error("logout backlog full: %d failed logouts were dropped", self.dropped)
 
 
-def _queue(pipe: Any, ops: StoreOps, status: str = "ok", elapsed: float = 0.0) -> None:
-    """Queue the commands of one logout on a pipeline; ``elapsed`` seconds since it was
-    asked for shorten the TTLs (a late revocation ends when it would have). One key per
-    command, as a cluster pipeline needs; the first ``len(ops.delete)`` replies are the
-    session records' ``DEL`` counts."""
+#: One logout to write: its ops, the audit entries' ``store`` status, and seconds since
+#: it was asked for (a late revocation ends when it would have: its TTLs are shortened).
+_Write = tuple[StoreOps, str, float]
+
+
+def _writes(ops: StoreOps | None, late: Sequence[_Late]) -> list[_Write]:
+    """This logout first (its ``DEL`` counts are the first replies), then the backlog."""
+    now = time.time()
+    first: list[_Write] = [(ops, "ok", 0.0)] if ops is not None else []
+    return first + [(old, "retried", now - failed_at) for old, failed_at in late]
+
+
+def _queue_keys(pipe: Any, ops: StoreOps, elapsed: float) -> None:
+    """Queue a logout's key writes, one key per command (as a cluster pipeline needs)."""
     for key in ops.delete:
         pipe.delete(key)
     for key, value, ttl in ops.sets:
@@ -243,27 +257,45 @@ def _queue(pipe: Any, ops: StoreOps, status: str = "ok", elapsed: float = 0.0) -
         pipe.zrem(index, member)
     for key in ops.discard:
         pipe.delete(key)
-    if ops.stream is not None:
-        cap = "" if ops.maxlen is None else str(ops.maxlen)
-        for entry in (ops.entry, *ops.extra_entries):
-            fields = {**dict(entry), "store": status}
-            flat = [part for pair in fields.items() for part in pair]
-            marker = written_key(ops.written_prefix, ops.stream, fields.get("id", ""))
-            pipe.execute_command(
-                "EVAL", APPEND_ONCE, 2, ops.stream, marker, WRITTEN_TTL, cap, *flat
-            )
 
 
-def _queue_late(pipe: Any, late: Sequence[_Late]) -> None:
-    now = time.time()
-    for old, failed_at in late:
-        _queue(pipe, old, "retried", now - failed_at)
+def _queue_entries(pipe: Any, ops: StoreOps, status: str) -> None:
+    """Queue a logout's audit entries, each appended once (:data:`APPEND_ONCE`)."""
+    if ops.stream is None:
+        return
+    cap = "" if ops.maxlen is None else str(ops.maxlen)
+    for entry in (ops.entry, *ops.extra_entries):
+        fields = {**dict(entry), "store": status}
+        flat = [part for pair in fields.items() for part in pair]
+        marker = written_key(ops.written_prefix, ops.stream, fields.get("id", ""))
+        pipe.execute_command("EVAL", APPEND_ONCE, 2, ops.stream, marker, WRITTEN_TTL, cap, *flat)
 
 
-def _queue_all(pipe: Any, ops: StoreOps, late: Sequence[_Late]) -> None:
-    """This logout first (its ``DEL`` counts are the first replies), then the backlog."""
-    _queue(pipe, ops)
-    _queue_late(pipe, late)
+def _phases(writes: Sequence[_Write], cluster: bool) -> list[Callable[[Any], None]]:
+    """The pipelines that carry out ``writes``, in order.
+
+    One Redis: one transaction, each logout's key writes then its audit entries. A
+    cluster: two pipelines, every key write (one batch per shard, in parallel), then,
+    only once all of them succeeded, the audit entries (on the stream's shard). An entry
+    thus never announces a revocation whose keys are not written yet: a process whose
+    revocation cache reloads in between would miss it for good (the retried entry is
+    not appended again).
+    """
+
+    def keys(pipe: Any) -> None:
+        for ops, _status, elapsed in writes:
+            _queue_keys(pipe, ops, elapsed)
+
+    def entries(pipe: Any) -> None:
+        for ops, status, _elapsed in writes:
+            _queue_entries(pipe, ops, status)
+
+    def both(pipe: Any) -> None:
+        for ops, status, elapsed in writes:
+            _queue_keys(pipe, ops, elapsed)
+            _queue_entries(pipe, ops, status)
+
+    return [keys, entries] if cluster else [both]
 
 
 def _deleted(ops: StoreOps, results: Sequence[Any]) -> int:
@@ -276,11 +308,16 @@ _COMMAND_ARGS = re.compile(r"(Command # \d+) \(.*?\)( of pipeline)", re.DOTALL)
 
 
 def _failure(exc: BaseException) -> tuple[bool, str]:
-    """Whether a retry can cure ``exc`` (Redis unreachable, a failover under way), and
-    the error as reported: type and message, at most 200 characters, with the failed
-    command's arguments removed (they may name a key holding a raw secret)."""
+    """Whether a retry can cure ``exc`` (Redis unreachable, a failover under way, or an
+    error from inside a cluster client that is reinitializing: anything that is not a
+    reply Redis refused), and the error as reported: type and message, at most 200
+    characters, with the failed command's arguments removed (they may name a key
+    holding a raw secret)."""
     message = _COMMAND_ARGS.sub(r"\1\2", str(exc))
-    return isinstance(exc, TRANSIENT), f"{type(exc).__name__}: {message}"[:200]
+    transient = isinstance(exc, TRANSIENT) or not isinstance(
+        exc, (redis.RedisError, RedisClusterException)
+    )
+    return transient, f"{type(exc).__name__}: {message}"[:200]
 
 
 def _queue_read(pipe: Any, request: Read) -> None:
@@ -423,6 +460,13 @@ class _Shared:
         self._target: RedisTarget | None = None
         self._built_timeout: float | None = None
         self._cluster = _is_cluster(client)
+        #: What a call may raise for Redis trouble. redis-py's cluster clients close
+        #: themselves to reinitialize after a failover, under other requests' feet
+        #: (``AttributeError`` from a connection closed mid-command): on a cluster, any
+        #: exception of the client's is taken for Redis trouble, never a 500.
+        self._errors: tuple[type[BaseException], ...] = (
+            (Exception,) if self._cluster else REDIS_ERRORS
+        )
         # Session records are bytes (msgpack, pickle): read them on a twin that does not
         # decode when the caller's client decodes responses.
         self._raw = self._twin(client) if _decodes(client) else client
@@ -631,33 +675,35 @@ class RedisStore(_Shared):
         self._stop = threading.Event()
         self._retrier: threading.Thread | None = None
 
-    def _pipeline(self) -> Any:
-        """A transaction on one Redis; one batch per shard on a cluster."""
-        return self.client.pipeline(transaction=not self._cluster)
+    def _write(self, writes: Sequence[_Write]) -> list[Any]:
+        """Carry out ``writes`` (:func:`_phases`); the first pipeline's replies."""
+        first: list[Any] | None = None
+        for phase in _phases(writes, self._cluster):
+            pipe = self.client.pipeline(transaction=not self._cluster)
+            phase(pipe)
+            replies = pipe.execute()
+            first = replies if first is None else first
+        return first or []
 
     def execute(self, ops: StoreOps) -> StoreOutcome:
-        """Make the writes of one logout, with any backlog, in one pipeline; never
-        raises for Redis errors."""
+        """Make the writes of one logout, with any backlog: one transaction on one Redis,
+        two pipelines on a cluster (:func:`_phases`); never raises for Redis errors."""
         late = self._backlog.take()
         try:
-            pipe = self._pipeline()
-            _queue_all(pipe, ops, late)
-            results = pipe.execute()
-        except REDIS_ERRORS as exc:
+            results = self._write(_writes(ops, late))
+        except self._errors as exc:
             return self._failed(ops, exc, late)
         return StoreOutcome("ok", sessions_deleted=_deleted(ops, results))
 
     def retry(self) -> bool:
-        """Carry out the failed logouts now, in one pipeline; True when none is left.
-        The background retrier calls it every :data:`RETRY_EVERY` seconds."""
+        """Carry out the failed logouts now; True when none is left. The background
+        retrier calls it every :data:`RETRY_EVERY` seconds."""
         late = self._backlog.take()
         if not late:
             return True
         try:
-            pipe = self._pipeline()
-            _queue_late(pipe, late)
-            pipe.execute()
-        except REDIS_ERRORS as exc:
+            self._write(_writes(None, late))
+        except self._errors as exc:
             return self._retried(late, exc)
         return self._retried(late, None)
 
@@ -681,7 +727,7 @@ class RedisStore(_Shared):
             pipe = self._raw.pipeline(transaction=False)
             _queue_read(pipe, request)
             return _reading(request, pipe.execute())
-        except REDIS_ERRORS as exc:
+        except self._errors as exc:
             self._check_failed(exc)
             return None
 
@@ -693,7 +739,7 @@ class RedisStore(_Shared):
             pipe = self.client.pipeline(transaction=False)
             _queue_check(pipe, request)
             return _checked(request, pipe.execute())
-        except REDIS_ERRORS as exc:
+        except self._errors as exc:
             self._check_failed(exc)
             return None
 
@@ -703,7 +749,7 @@ class RedisStore(_Shared):
             return None
         try:
             return bool(self.client.set(request.key, b"1", nx=True, ex=request.ttl))
-        except REDIS_ERRORS as exc:
+        except self._errors as exc:
             self._check_failed(exc)
             return None
 
@@ -715,7 +761,7 @@ class RedisStore(_Shared):
             pipe = self.client.pipeline(transaction=False)
             _queue_index(pipe, request)
             pipe.execute()
-        except REDIS_ERRORS as exc:
+        except self._errors as exc:
             self._check_failed(exc)
 
     def delete(self, request: Delete) -> None:
@@ -724,7 +770,7 @@ class RedisStore(_Shared):
             return
         try:
             self.client.delete(*request.keys)
-        except REDIS_ERRORS as exc:
+        except self._errors as exc:
             self._check_failed(exc)
 
     def follow(self) -> None:
@@ -825,8 +871,9 @@ class RedisStore(_Shared):
 def _close(client: Any, *, own_pool: bool = True) -> None:
     """Close ``client``; with ``own_pool`` also its connection pool (which a client made
     on a pool does not close) and, for a Sentinel's client, the connections to the
-    sentinels that found its primary."""
-    with contextlib.suppress(*REDIS_ERRORS):
+    sentinels that found its primary. Nothing it raises escapes (a cluster client may
+    raise anything while it reinitializes)."""
+    with contextlib.suppress(Exception):
         client.close()
         pool = getattr(client, "connection_pool", None)
         if own_pool and pool is not None:
@@ -837,7 +884,7 @@ def _close(client: Any, *, own_pool: bool = True) -> None:
 
 async def _aclose(client: Any, *, own_pool: bool = True) -> None:
     """:func:`_close` for a ``redis.asyncio`` client."""
-    with contextlib.suppress(*REDIS_ERRORS):
+    with contextlib.suppress(Exception):
         await client.aclose()
         pool = getattr(client, "connection_pool", None)
         if own_pool and pool is not None:
@@ -874,19 +921,22 @@ class AsyncRedisStore(_Shared):
         self._follower_pid = -1  # the fork generation the follower was started in
         self._retrier: asyncio.Task[None] | None = None
 
-    def _pipeline(self) -> Any:
-        """A transaction on one Redis; one batch per shard on a cluster."""
-        return self.client.pipeline(transaction=not self._cluster)
+    async def _write(self, writes: Sequence[_Write]) -> list[Any]:
+        """Carry out ``writes`` (:func:`_phases`); the first pipeline's replies."""
+        first: list[Any] | None = None
+        for phase in _phases(writes, self._cluster):
+            pipe = self.client.pipeline(transaction=not self._cluster)
+            phase(pipe)
+            replies = await pipe.execute()
+            first = replies if first is None else first
+        return first or []
 
     async def execute(self, ops: StoreOps) -> StoreOutcome:
-        """Make the writes of one logout, with any backlog, in one pipeline; never
-        raises for Redis errors."""
+        """:meth:`RedisStore.execute` on ``redis.asyncio``."""
         late = self._backlog.take()
         try:
-            pipe = self._pipeline()
-            _queue_all(pipe, ops, late)
-            results = await pipe.execute()
-        except REDIS_ERRORS as exc:
+            results = await self._write(_writes(ops, late))
+        except self._errors as exc:
             return self._failed(ops, exc, late)
         return StoreOutcome("ok", sessions_deleted=_deleted(ops, results))
 
@@ -897,10 +947,8 @@ class AsyncRedisStore(_Shared):
         if not late:
             return True
         try:
-            pipe = self._pipeline()
-            _queue_late(pipe, late)
-            await pipe.execute()
-        except REDIS_ERRORS as exc:
+            await self._write(_writes(None, late))
+        except self._errors as exc:
             return self._retried(late, exc)
         return self._retried(late, None)
 
@@ -925,7 +973,7 @@ class AsyncRedisStore(_Shared):
             pipe = self._raw.pipeline(transaction=False)
             _queue_read(pipe, request)
             return _reading(request, await pipe.execute())
-        except REDIS_ERRORS as exc:
+        except self._errors as exc:
             self._check_failed(exc)
             return None
 
@@ -937,7 +985,7 @@ class AsyncRedisStore(_Shared):
             pipe = self.client.pipeline(transaction=False)
             _queue_check(pipe, request)
             return _checked(request, await pipe.execute())
-        except REDIS_ERRORS as exc:
+        except self._errors as exc:
             self._check_failed(exc)
             return None
 
@@ -947,7 +995,7 @@ class AsyncRedisStore(_Shared):
             return None
         try:
             return bool(await self.client.set(request.key, b"1", nx=True, ex=request.ttl))
-        except REDIS_ERRORS as exc:
+        except self._errors as exc:
             self._check_failed(exc)
             return None
 
@@ -959,7 +1007,7 @@ class AsyncRedisStore(_Shared):
             pipe = self.client.pipeline(transaction=False)
             _queue_index(pipe, request)
             await pipe.execute()
-        except REDIS_ERRORS as exc:
+        except self._errors as exc:
             self._check_failed(exc)
 
     async def delete(self, request: Delete) -> None:
@@ -968,7 +1016,7 @@ class AsyncRedisStore(_Shared):
             return
         try:
             await self.client.delete(*request.keys)
-        except REDIS_ERRORS as exc:
+        except self._errors as exc:
             self._check_failed(exc)
 
     def follow(self) -> None:
