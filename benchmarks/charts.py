@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 
 from .inprocess import FLOOR_LABEL, GROUPS
 from .sections import STACK_LABELS
-from .variants import VARIANTS
+from .variants import VARIANTS, variant
 
 if TYPE_CHECKING:
     from .report import Results
@@ -227,7 +227,7 @@ def _cluster(results: Results, path: Path) -> Path:
     for y, (one, row) in zip(ys, pairs, strict=True):
         server = STACK_LABELS[row.stack].split(",")[0]
         if row.kind == "bearer":
-            what = "bearer, " + ("cache on" if VARIANTS[0].name == one.variant else one.variant)
+            what = "bearer, cache " + ("on" if variant(one.variant).follows else "off")
         else:
             what = "logout, " + ("used first" if one.variant.endswith("-seen") else "never seen")
         labels.append(f"{server} {what}")
