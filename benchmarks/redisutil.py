@@ -16,8 +16,9 @@ measured run, while no other client is active:
   ``EXEC``, ``DEL``, ``SET``, ``XADD``...) and Redis's own time per ``EXISTS``.
 
 On a cluster, :class:`ClusterCounter` takes the same snapshots on every primary and
-sums them (a request touching three shards costs three reads, one per shard's batch, sent
-before any reply is read: one round trip of waiting), keeping each primary's figures.
+sums them (a pipeline touching three shards costs three reads, one per shard's batch,
+all sent before any reply is read: one round trip of waiting), keeping each primary's
+figures.
 ``INFO cpu`` (``used_cpu_user`` + ``used_cpu_sys``) gives the server CPU time spent in
 the window, per node. A primary's replica sends it ``REPLCONF ACK`` once a second: those
 reads and calls are removed.

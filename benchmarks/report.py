@@ -1510,9 +1510,10 @@ def _cluster_section(results: Results) -> list[str]:
         "",
         "**Counted on the cluster:** `INFO stats` `total_reads_processed` and `INFO "
         "commandstats` on every primary, summed (the replicas' `REPLCONF ACK` removed). "
-        "*Shard reads* per request = the batches it sent, one per shard it touched: "
-        "redis-py writes every shard's batch before it reads any reply, so a request waits "
-        "about one round trip however many shards it touches. The single Redis's *round "
+        "*Shard reads* per request = the batches it sent, one per shard each of its "
+        "pipelines touched: redis-py writes every shard's batch of a pipeline before it "
+        "reads any reply, so a pipeline waits about one round trip however many shards it "
+        "touches. The single Redis's *round "
         "trips* are its reads, as everywhere in this report. Redis CPU: `INFO cpu` (user + "
         "system) deltas, summed over the primaries.",
         "",
@@ -1531,9 +1532,11 @@ def _cluster_section(results: Results) -> list[str]:
             f"{s['logout_duration']} s, as section 2), so *Cluster vs one Redis* is a median "
             "of per-round ratios. With the revocation cache a bearer check asks no Redis on "
             "either; without it, one pipelined check whose two keys (the denylist's, the "
-            "subject's not-before) may live on two shards. A logout's writes go to up to "
-            "three shards (the session's record, the revoked token, the tombstone, and the "
-            "audit entry with its write-once marker in the stream's slot), in parallel.",
+            "subject's not-before) may live on two shards. A logout on the Cluster is two "
+            "pipelines: its key writes (the session's record, the revoked token, the "
+            "tombstone: a batch to each of the one to three shards holding them, in "
+            "parallel), then, once all succeeded, its audit entry with its write-once "
+            "marker on the stream's shard; on one Redis, one `MULTI`/`EXEC`.",
             "",
         ]
         header = [
@@ -1617,8 +1620,9 @@ def _stream_section(results: Results, stream: int | None) -> list[str]:
         f"stream, {s['stream_rounds']} rounds of {s['stream_duration']} s, the rows of a "
         "writer count taking turns. *A logout*: the middleware's own "
         "`AsyncRedisStore.execute()` of the writes its core plans for a logout (a "
-        "session and a bearer token: one `MULTI`/`EXEC` on one Redis, a batch per shard on "
-        "the Cluster); *plain XADD*: the same entry's fields with `XADD ... MAXLEN ~` from "
+        "session and a bearer token: one `MULTI`/`EXEC` on one Redis; on the Cluster its "
+        "key writes, a batch per shard, then its entry on the stream's shard); *plain "
+        "XADD*: the same entry's fields with `XADD ... MAXLEN ~` from "
         f"redis-py; *pipelined*: {BATCH} such `XADD`s per pipeline, the nearest a client "
         "comes to the shard's own limit. Entries: `XADD` calls Redis counted on the "
         "stream's node. *Busy*: that node's CPU time over the wall time (100% = one core "

@@ -10,8 +10,9 @@ takes, and what each costs it:
   as :class:`~logout_middleware.core.LogoutCore` plans them (a session and an opaque
   bearer token, never seen before: ``DEL`` of the record, ``SET`` of the revoked token
   and of the session's tombstone, and the audit entry, appended by a script that first
-  claims its id with ``SET NX``): one ``MULTI``/``EXEC`` on one Redis, one batch per
-  shard on a cluster. The writes are planned before the clock starts.
+  claims its id with ``SET NX``): one ``MULTI``/``EXEC`` on one Redis; on a cluster,
+  the key writes (a batch per shard, in parallel), then the entry on the stream's shard.
+  The writes are planned before the clock starts.
 * ``xadd``: the same entry's fields appended with a plain ``XADD ... MAXLEN ~`` from
   redis-py (the store's own client, in a pipeline of one, as the store sends
   everything): what one shard does for a bare entry.
