@@ -620,6 +620,21 @@ class _Shared:
     def _retry_soon(self) -> None:
         raise NotImplementedError
 
+    def _xread(
+        self, client: Any, stream: str, last: Any, block: int | None = None
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The follower's ``XREAD`` of ``stream`` after ``last`` (at most
+        :data:`LOAD_BATCH` entries, waiting ``block`` milliseconds): the arguments of
+        ``execute_command``. On a cluster it names the node that holds the stream, which
+        spares redis-py two ``COMMAND GETKEYS`` round trips per read (``XREAD`` has
+        movable keys); after a resharding the ``MOVED`` error makes the follower reload,
+        which asks again. Returns positional and keyword arguments."""
+        wait = ("BLOCK", block) if block is not None else ()
+        args = ("XREAD", "COUNT", LOAD_BATCH, *wait, "STREAMS", stream, last)
+        if not self._cluster:
+            return args, {}
+        return args, {"target_nodes": client.get_node_from_key(stream)}
+
     def _check_failed(self, exc: BaseException) -> None:
         error = _failure(exc)[1]
         if isinstance(exc, redis.TimeoutError):  # slow: refused connections fail fast
@@ -822,7 +837,7 @@ class RedisStore(_Shared):
                     self._follower_id = None if self._cluster else _client_id(client)
                     last, snapshot, _ = self._load(client, mirror)
                     # Revocations made during the SCAN are in the stream after `last`.
-                    while reply := client.xread({stream: last}, count=LOAD_BATCH):
+                    while reply := _call(client, self._xread(client, stream, last)):
                         last, ended = mirror.absorb(reply, last, snapshot)
                         records = self._records_of(ended) if ended else ()
                         if records:
@@ -830,7 +845,8 @@ class RedisStore(_Shared):
                     mirror.replace(snapshot)
                     reload_at = time.monotonic() + MIRROR_RELOAD
                     while not self._stop.is_set() and time.monotonic() < reload_at:
-                        followed = client.xread({stream: last}, block=block, count=LOAD_BATCH)
+                        read = self._xread(client, stream, last, block)
+                        followed = _call(client, read)
                         last, ended = mirror.absorb(followed, last)
                         records = self._records_of(ended) if ended else ()
                         if records:
@@ -866,6 +882,13 @@ class RedisStore(_Shared):
         _close(self.client, own_pool=False)
         if self._raw is not self.client:
             self._raw.close()
+
+
+def _call(client: Any, command: tuple[tuple[Any, ...], dict[str, Any]]) -> Any:
+    """``client.execute_command`` with ``command``'s arguments (an awaitable on
+    ``redis.asyncio``)."""
+    args, kwargs = command
+    return client.execute_command(*args, **kwargs)
 
 
 def _close(client: Any, *, own_pool: bool = True) -> None:
@@ -1060,7 +1083,7 @@ class AsyncRedisStore(_Shared):
                         snapshot, found[0], found[1], zip(found[2], values, strict=True), found[3]
                     )
                     # Revocations made during the SCAN are in the stream after `last`.
-                    while reply := await client.xread({stream: last}, count=LOAD_BATCH):
+                    while reply := await _call(client, self._xread(client, stream, last)):
                         last, ended = mirror.absorb(reply, last, snapshot)
                         records = self._records_of(ended) if ended else ()
                         if records:
@@ -1068,7 +1091,8 @@ class AsyncRedisStore(_Shared):
                     mirror.replace(snapshot)
                     reload_at = time.monotonic() + MIRROR_RELOAD
                     while time.monotonic() < reload_at:
-                        followed = await client.xread({stream: last}, block=block, count=LOAD_BATCH)
+                        read = self._xread(client, stream, last, block)
+                        followed = await _call(client, read)
                         last, ended = mirror.absorb(followed, last)
                         records = self._records_of(ended) if ended else ()
                         if records:
