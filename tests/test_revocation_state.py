@@ -361,11 +361,16 @@ def test_forked_worker_does_not_trust_its_parents_mirror(
         h.request("GET", "/page", headers=cookie(SID))
         assert wait_until(lambda: live(h))
         store = h.middleware.store
+        before = store._follower
         logout_store._forked()  # what os.register_at_fork runs in a forked child
         store.follow()
         assert not h.middleware.core.mirror.live
         assert store._follower_pid == logout_store._generation[0]
         assert wait_until(lambda: live(h))
+    # Closing ends every follower the store started, the one from "before the fork"
+    # too (in one process both run: left alive, it would act on later logouts).
+    assert before is not None
+    assert not before.is_alive()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -432,19 +437,20 @@ def test_own_logout_is_not_deleted_twice_by_the_follower(
 # -- sessions issued by a login ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("before", [{}, {"Cookie": "csrftoken=c5rf"}], ids=["no-cookie", "csrf"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_login_response_indexes_the_session_it_issues(
-    kind: Kind, redis_url: str, redis_client: redis.Redis
+    kind: Kind, before: dict[str, str], redis_url: str, redis_client: redis.Redis
 ) -> None:
-    """A login (an unsafe request, here with no session cookie yet) whose response sets a
-    new session id: the middleware reads that session's record and indexes it under its
-    user right after the response, so that logging out everywhere ends it even if it
-    never makes another request."""
+    """A login (an unsafe request with no session cookie yet: no cookie at all, or only
+    Django's CSRF cookie) whose response sets a new session id: the middleware reads that
+    session's record and indexes it under its user right after the response, so that
+    logging out everywhere ends it even if it never makes another request."""
     issued = "1ssued-by-l0gin"
     redis_client.set(f"session:{issued}", record("ann"))
     with harness(kind, redis_url, **EVERYWHERE_SETTINGS) as h:
         h.seen.set_cookie = f"session={issued}; Path=/; HttpOnly"
-        assert h.request("POST", "/login").status == 200
+        assert h.request("POST", "/login", headers=before).status == 200
         h.seen.set_cookie = None
         assert sha256_hex(issued) in index_members(redis_client, "ann")
         sessions_of_ann(h, redis_client, SID)

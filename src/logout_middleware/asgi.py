@@ -27,7 +27,7 @@ from typing import Any
 import redis.asyncio
 
 from .config import LogoutConfig
-from .core import Check, KnownSession, LogoutCore, RequestHead, Response, Route, Verdict
+from .core import Check, LogoutCore, RequestHead, Response, Route, Verdict
 from .core.checks import SAFE_METHODS
 from .events import AsyncListener, Listener, anotify, listeners
 from .store import AsyncRedisStore, adrive, warn_if_no_store
@@ -113,11 +113,13 @@ class LogoutMiddleware:
                     cookie = value if cookie is None else cookie + b"; " + value
                 elif name == b"authorization":
                     authorization = value
-            if cookie is not None or authorization is not None:
+            if (
+                cookie is not None
+                or authorization is not None
+                # A login without credentials yet may issue a session.
+                or (core.checks.learns and scope.get("method", "GET") not in SAFE_METHODS)
+            ):
                 await self._checked(scope, receive, send, cookie, authorization)
-                return
-            if core.checks.learns and scope.get("method", "GET") not in SAFE_METHODS:
-                await self._watched(scope, receive, send, None)  # a login may issue a session
                 return
         await self.app(scope, receive, send)
 
@@ -129,49 +131,41 @@ class LogoutMiddleware:
         cookie: bytes | None,
         authorization: bytes | None,
     ) -> None:
-        """Check a request's credentials, then pass it on (or refuse it)."""
+        """Check a request's credentials, then pass it on (or refuse it); afterwards
+        settle its session and any session the response issued."""
         core = self.core
         checks = core.checks
         session = checks.session(cookie) if cookie is not None else None
         token = checks.token(authorization) if authorization is not None and checks.tokens else None
         if token is None and cookie is not None and checks.token_cookie is not None:
             token = checks.cookie_token(cookie)
-        if session is None and token is None:
-            await self.app(scope, receive, send)
-            return
-        if self.store is not None:
-            self.store.follow()
-        verdict = checks.check(session, token)
-        if isinstance(verdict, Check):
-            answer = await self.store.check(verdict) if self.store is not None else None
-            verdict = checks.answer(session, token, answer)
-        if verdict.refuse or verdict.unavailable:
-            refusal = core.revoked if verdict.refuse else core.check_unavailable
-            if scope["type"] == "http":
-                await _send(send, refusal)
-            else:
-                await _refuse_websocket(scope, receive, send, refusal)
-            return
-        if (verdict.strip is not None or verdict.strip_token) and cookie is not None:
-            scope, send = self._without(scope, send, cookie, verdict)
-        if session is None:
-            await self.app(scope, receive, send)
-        else:
-            await self._watched(scope, receive, send, session)
-
-    async def _watched(
-        self, scope: Scope, receive: Receive, send: Send, session: KnownSession | None
-    ) -> None:
-        """Pass the request on; then settle its session and any session the response
-        issued (:meth:`LogoutCore.settle`), noting the response's ``Set-Cookie`` values
-        when the core watches this request."""
-        core = self.core
+        if session is not None or token is not None:
+            if self.store is not None:
+                self.store.follow()
+            verdict = checks.check(session, token)
+            if isinstance(verdict, Check):
+                answer = await self.store.check(verdict) if self.store is not None else None
+                verdict = checks.answer(session, token, answer)
+            if verdict.refuse or verdict.unavailable:
+                refusal = core.revoked if verdict.refuse else core.check_unavailable
+                if scope["type"] == "http":
+                    await _send(send, refusal)
+                else:
+                    await _refuse_websocket(scope, receive, send, refusal)
+                return
+            if (verdict.strip is not None or verdict.strip_token) and cookie is not None:
+                scope, send = self._without(scope, send, cookie, verdict)
+        # Then settle the session, and any session the response issues (a login):
+        # LogoutCore.settle, with the response's Set-Cookie values when watched.
         method = scope.get("method", "GET")
-        set_cookies: list[list[str]] = []
-        if core.checks.watches(session, method):
-            send = _watching(send, set_cookies)
+        watched: list[list[str]] | None = None
+        if checks.learns and checks.watches(session, method):
+            watched = []
+            send = _watching(send, watched)
         await self.app(scope, receive, send)
-        seen = set_cookies[0] if set_cookies else None
+        if session is None and not watched:
+            return
+        seen = watched[0] if watched else None
         if core.unsettled(session, method, seen):
             try:
                 await adrive(core.settle(session, method, seen), self.store, core.verifier)

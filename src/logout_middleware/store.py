@@ -685,7 +685,9 @@ class RedisStore(_Shared):
     ) -> None:
         super().__init__(client, backlog, cache_stream)
         self._follower: threading.Thread | None = None
-        self._follower_id: int | None = None
+        #: Each follower's connection (``CLIENT ID``), current or earlier (one started
+        #: before a ``fork`` in this process's memory): all are woken on close.
+        self._follower_ids: dict[threading.Thread, int] = {}
         self._follower_pid = -1  # the fork generation the follower was started in
         self._stop = threading.Event()
         self._retrier: threading.Thread | None = None
@@ -834,7 +836,9 @@ class RedisStore(_Shared):
         try:
             while not self._stop.is_set():
                 try:
-                    self._follower_id = None if self._cluster else _client_id(client)
+                    found = None if self._cluster else _client_id(client)
+                    if found is not None:
+                        self._follower_ids[threading.current_thread()] = found
                     last, snapshot, _ = self._load(client, mirror)
                     # Revocations made during the SCAN are in the stream after `last`.
                     while reply := _call(client, self._xread(client, stream, last)):
@@ -871,13 +875,15 @@ class RedisStore(_Shared):
         within one ``XREAD`` block (:data:`FOLLOW_BLOCK_MS`) instead; on a cluster
         within :data:`CLUSTER_FOLLOW_BLOCK_MS`."""
         self._stop.set()
-        follower = self._follower
-        if follower is not None and follower is not threading.current_thread():
-            deadline = time.monotonic() + STOP_WAIT
-            while follower.is_alive() and time.monotonic() < deadline:
-                if self._follower_id is not None:
+        followers = {*self._follower_ids, *([self._follower] if self._follower else [])}
+        followers.discard(threading.current_thread())
+        deadline = time.monotonic() + STOP_WAIT
+        while any(f.is_alive() for f in followers) and time.monotonic() < deadline:
+            for follower, client_id in list(self._follower_ids.items()):
+                if follower.is_alive():
                     with contextlib.suppress(*REDIS_ERRORS):
-                        self.client.client_unblock(self._follower_id)
+                        self.client.client_unblock(client_id)
+            for follower in followers:
                 follower.join(0.05)
         _close(self.client, own_pool=False)
         if self._raw is not self.client:

@@ -26,7 +26,7 @@ from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wsgi import get_host, get_input_stream
 
 from .config import LogoutConfig
-from .core import Check, KnownSession, LogoutCore, RequestHead, Response, Route, Verdict
+from .core import Check, LogoutCore, RequestHead, Response, Route, Verdict
 from .core.checks import SAFE_METHODS
 from .events import Listener, listeners, notify, sync_only
 from .store import RedisStore, drive, warn_if_no_store
@@ -80,10 +80,13 @@ class WSGILogoutMiddleware:
         if core.checks_requests:
             cookie = environ.get("HTTP_COOKIE")
             authorization = environ.get("HTTP_AUTHORIZATION")
-            if cookie or authorization:
+            if (
+                cookie
+                or authorization
+                # A login without credentials yet may issue a session.
+                or (core.checks.learns and environ.get("REQUEST_METHOD", "GET") not in SAFE_METHODS)
+            ):
                 return self._checked(environ, start_response, cookie, authorization)
-            if core.checks.learns and environ.get("REQUEST_METHOD", "GET") not in SAFE_METHODS:
-                return self._watched(environ, start_response, None)  # a login may issue one
         return self.app(environ, start_response)
 
     def _checked(
@@ -93,7 +96,8 @@ class WSGILogoutMiddleware:
         cookie: str | None,
         authorization: str | None,
     ) -> Iterable[bytes]:
-        """Check a request's credentials, then pass it on (or refuse it)."""
+        """Check a request's credentials, then pass it on (or refuse it); afterwards
+        settle its session and any session the response issued."""
         core = self.core
         checks = core.checks
         session = checks.session(cookie) if cookie else None
@@ -104,40 +108,30 @@ class WSGILogoutMiddleware:
         )
         if token is None and cookie and checks.token_cookie is not None:
             token = checks.cookie_token(cookie)
-        if session is None and token is None:
-            return self.app(environ, start_response)
-        if self.store is not None:
-            self.store.follow()
-        verdict = checks.check(session, token)
-        if isinstance(verdict, Check):
-            answer = self.store.check(verdict) if self.store is not None else None
-            verdict = checks.answer(session, token, answer)
-        if verdict.refuse:
-            return _send(start_response, core.revoked)
-        if verdict.unavailable:
-            return _send(start_response, core.check_unavailable)
-        if verdict.strip is not None or verdict.strip_token:
-            environ, start_response = self._without(environ, start_response, verdict)
-        if session is None:
-            return self.app(environ, start_response)
-        return self._watched(environ, start_response, session)
-
-    def _watched(
-        self,
-        environ: WSGIEnvironment,
-        start_response: StartResponse,
-        session: KnownSession | None,
-    ) -> Iterable[bytes]:
-        """Pass the request on; then settle its session and any session the response
-        issued (:meth:`LogoutCore.settle`), noting the response's ``Set-Cookie`` values
-        when the core watches this request."""
-        core = self.core
+        if session is not None or token is not None:
+            if self.store is not None:
+                self.store.follow()
+            verdict = checks.check(session, token)
+            if isinstance(verdict, Check):
+                answer = self.store.check(verdict) if self.store is not None else None
+                verdict = checks.answer(session, token, answer)
+            if verdict.refuse:
+                return _send(start_response, core.revoked)
+            if verdict.unavailable:
+                return _send(start_response, core.check_unavailable)
+            if verdict.strip is not None or verdict.strip_token:
+                environ, start_response = self._without(environ, start_response, verdict)
+        # Then settle the session, and any session the response issues (a login):
+        # LogoutCore.settle, with the response's Set-Cookie values when watched.
         method = environ.get("REQUEST_METHOD", "GET")
-        set_cookies: list[list[str]] = []
-        if core.checks.watches(session, method):
-            start_response = _watching(start_response, set_cookies)
+        watched: list[list[str]] | None = None
+        if checks.learns and checks.watches(session, method):
+            watched = []
+            start_response = _watching(start_response, watched)
         result = self.app(environ, start_response)
-        seen = set_cookies[0] if set_cookies else None
+        if session is None and not watched:
+            return result
+        seen = watched[0] if watched else None
         if core.unsettled(session, method, seen):
             try:
                 drive(core.settle(session, method, seen), self.store, core.verifier)

@@ -303,7 +303,7 @@ class LogoutCore:
         checks = self.checks
         if session is not None and (
             checks.revoked_since(session)
-            or checks.due(session, method, self._saved(session, set_cookies))
+            or checks.due(session, method, bool(set_cookies) and self._saved(session, set_cookies))
         ):
             return True
         if not set_cookies:
