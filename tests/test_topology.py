@@ -9,8 +9,13 @@ The same on real servers under traffic is in tests/test_faults.py.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import secrets
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import cast
@@ -304,3 +309,39 @@ def test_logout_follows_a_sentinel_failover(kind: Kind) -> None:
         assert wait_until(lambda: all(client.exists(denylist_key(t)) for t in tokens), 10)
         assert h.request("GET", "/", headers={"Authorization": "Bearer s-after-2"}).status == 401
         client.close()
+
+
+def test_the_command_line_works_on_a_cluster_and_a_sentinel(cluster: RedisCluster) -> None:
+    """``logout-middleware revoke`` and ``status`` on each topology: the revocation is
+    counted (``SCAN`` of every primary, on the cluster) and the topology named."""
+    with SentinelGroup() as group:
+        for url, cluster_flag in ((cluster.url, "true"), (group.url, "false")):
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith("LOGOUT_")},
+                "LOGOUT_REDIS_URL": url,
+                "LOGOUT_REDIS_CLUSTER": cluster_flag,
+            }
+            token = f"cli-{cluster_flag}-{secrets.token_hex(4)}"
+            revoked = subprocess.run(
+                [sys.executable, "-m", "logout_middleware", "revoke", "--token"],
+                input=token + "\n",
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert revoked.returncode == 0, revoked.stderr
+            status = subprocess.run(
+                [sys.executable, "-m", "logout_middleware", "status", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert status.returncode == 0, status.stderr
+            found = json.loads(status.stdout)
+            assert found["topology"] == ("cluster" if cluster_flag == "true" else "sentinel")
+            assert found["revoked_tokens"] >= 1
+            assert found["events"] >= 1

@@ -48,6 +48,7 @@ from .admin import RevocationFailed, revoke
 from .config import ConfigError, LogoutConfig
 from .core.revocation import RevocationKeys
 from .events import EventType, LogoutEvent
+from .topology import REDIS_ERRORS, close_client, make_client, probe
 
 __all__ = ["cli", "main"]
 
@@ -89,13 +90,15 @@ def _config() -> tuple[LogoutConfig, str]:
     return config, config.redis_url
 
 
-def _client(config: LogoutConfig, url: str, *, read_timeout: float | None = None) -> redis.Redis:
-    """A sync client on ``url`` with ``LOGOUT_REDIS_TIMEOUT`` (or ``read_timeout`` for
-    reads that block)."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=read_timeout or config.redis_timeout,
-        socket_connect_timeout=config.redis_timeout,
+def _client(config: LogoutConfig, url: str, *, read_timeout: float | None = None) -> Any:
+    """A sync client for ``LOGOUT_REDIS_URL`` (one Redis, a Sentinel's primary or a
+    Cluster: :func:`.topology.make_client`) with ``LOGOUT_REDIS_TIMEOUT`` (or
+    ``read_timeout`` for reads that block). ``url`` is the same URL, for messages."""
+    return make_client(
+        config.redis_target(),
+        asyncio=False,
+        timeout=config.redis_timeout,
+        read_timeout=read_timeout,
         client_name=CLIENT_NAME,
     )
 
@@ -206,7 +209,7 @@ def revoke_command(subject: str | None, session: bool, token: bool, as_json: boo
         raise ConfigurationError(str(exc)) from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    except (RevocationFailed, redis.RedisError) as exc:
+    except (RevocationFailed, *REDIS_ERRORS) as exc:
         raise Failed(f"revocation failed, nothing was revoked: {exc}") from None
     if as_json:
         click.echo(json.dumps({**event.to_fields(), "store": event.store}))
@@ -362,10 +365,10 @@ def events_command(
             follow(client, stream, newest, keep, as_json)
     except KeyboardInterrupt:
         pass
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise Failed(f"Redis at {redact(url)} failed: {_reason(exc)}") from None
     finally:
-        client.close()
+        close_client(client)
 
 
 def _reason(exc: BaseException) -> str:
@@ -379,7 +382,8 @@ def state(client: redis.Redis, config: LogoutConfig, url: str) -> dict[str, Any]
          "session_tombstones": int, "not_before_subjects": int,
          "events_stream": str | None, "events": int | None}
 
-    :raises redis.RedisError: when Redis fails.
+    :raises redis.RedisError: when Redis fails (on a cluster, also redis-py's
+        ``RedisClusterException``).
     """
     client.ping()
     tokens, tombstones, not_before = (
@@ -403,9 +407,11 @@ def state(client: redis.Redis, config: LogoutConfig, url: str) -> dict[str, Any]
 def status_command(as_json: bool) -> None:
     """Check that Redis answers and count the revocation state.
 
-    Counts revoked tokens, session tombstones, subjects with a not-before (by SCAN) and
-    the audit stream's length. --json prints {"redis": "ok", "url", "revoked_tokens",
-    "session_tombstones", "not_before_subjects", "events_stream", "events"}. Exit 1 (a
+    Counts revoked tokens, session tombstones, subjects with a not-before (by SCAN of
+    every primary, on a cluster) and the audit stream's length, and says which topology,
+    version and persistence (aof, rdb, aof+rdb, none, unknown) Redis has. --json prints
+    {"redis": "ok", "url", "revoked_tokens", "session_tombstones", "not_before_subjects",
+    "events_stream", "events", "topology", "version", "persistence"}. Exit 1 (a
     message on stderr; with --json also {"redis": "unreachable", "error"} on stdout)
     when Redis is unreachable, 2 on a configuration error.
     """
@@ -413,18 +419,26 @@ def status_command(as_json: bool) -> None:
     client = _client(config, url)
     try:
         found = state(client, config, url)
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         message = f"Redis at {redact(url)} unreachable: {_reason(exc)}"
         if as_json:
             click.echo(json.dumps({"redis": "unreachable", "error": message}))
         raise Failed(message) from None
     finally:
-        client.close()
+        close_client(client)
+    target = config.redis_target()
+    health = probe(target, timeout=config.redis_timeout)
+    found.update(topology=target.kind, version=health.version, persistence=health.persistence)
     if as_json:
         click.echo(json.dumps(found))
         return
     stream = found["events_stream"]
-    click.echo(f"redis: ok ({found['url']})")
+    click.echo(
+        f"redis: ok ({found['url']}; {target.kind} Redis {health.version}, "
+        f"persistence: {health.persistence})"
+    )
+    if health.persistence == "none":
+        click.echo("warning: neither AOF nor RDB: a restart of Redis un-revokes everything")
     click.echo(f"revoked tokens: {found['revoked_tokens']}")
     click.echo(f"session tombstones: {found['session_tombstones']}")
     click.echo(f"subjects with a not-before: {found['not_before_subjects']}")

@@ -104,6 +104,8 @@ from .topology import (
     REDIS_ERRORS,
     LazyClient,
     RedisTarget,
+    aclose_client,
+    close_client,
     hash_tag,
     make_client,
     redis_target,
@@ -863,7 +865,7 @@ class RedisStore(_Shared):
         finally:
             mirror.live = False
             if owned:
-                _close(client)
+                close_client(client)
 
     def close(self) -> None:
         """Stop the mirror's follower and the retrier, and close every connection, the
@@ -885,7 +887,7 @@ class RedisStore(_Shared):
                         self.client.client_unblock(client_id)
             for follower in followers:
                 follower.join(0.05)
-        _close(self.client, own_pool=False)
+        close_client(self.client, own_pool=False)
         if self._raw is not self.client:
             self._raw.close()
 
@@ -895,36 +897,6 @@ def _call(client: Any, command: tuple[tuple[Any, ...], dict[str, Any]]) -> Any:
     ``redis.asyncio``)."""
     args, kwargs = command
     return client.execute_command(*args, **kwargs)
-
-
-def _close(client: Any, *, own_pool: bool = True) -> None:
-    """Close ``client``; with ``own_pool`` also its connection pool (which a client made
-    on a pool does not close) and, for a Sentinel's client, the connections to the
-    sentinels that found its primary. Nothing it raises escapes (a cluster client may
-    raise anything while it reinitializes)."""
-    with contextlib.suppress(Exception):
-        client.close()
-        pool = getattr(client, "connection_pool", None)
-        if own_pool and pool is not None:
-            pool.disconnect()
-        for sentinel in _sentinels_of(client):
-            sentinel.close()
-
-
-async def _aclose(client: Any, *, own_pool: bool = True) -> None:
-    """:func:`_close` for a ``redis.asyncio`` client."""
-    with contextlib.suppress(Exception):
-        await client.aclose()
-        pool = getattr(client, "connection_pool", None)
-        if own_pool and pool is not None:
-            await pool.disconnect()
-        for sentinel in _sentinels_of(client):
-            await sentinel.aclose()
-
-
-def _sentinels_of(client: Any) -> list[Any]:
-    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
-    return list(getattr(manager, "sentinels", ()))
 
 
 class AsyncRedisStore(_Shared):
@@ -1109,7 +1081,7 @@ class AsyncRedisStore(_Shared):
         finally:
             mirror.live = False
             if owned:
-                await _aclose(client)
+                await aclose_client(client)
 
     async def aclose(self) -> None:
         """Stop the mirror's follower and the retrier, and close the client's connections.
@@ -1125,7 +1097,7 @@ class AsyncRedisStore(_Shared):
                 await asyncio.wait({task}, timeout=0.05)
             if task.done() and not task.cancelled():
                 task.exception()  # retrieved: it is logged by the loop otherwise
-        await _aclose(self.client, own_pool=False)
+        await aclose_client(self.client, own_pool=False)
         if self._raw is not self.client:
             await self._raw.aclose()
 

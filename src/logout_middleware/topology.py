@@ -23,6 +23,7 @@ without RDB snapshots forgets every revocation when it restarts).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -47,6 +48,8 @@ __all__ = [
     "LazyClient",
     "RedisHealth",
     "RedisTarget",
+    "aclose_client",
+    "close_client",
     "hash_tag",
     "make_client",
     "probe",
@@ -173,6 +176,7 @@ def make_client(
     read_timeout: float | None = None,
     retries: int = 1,
     max_connections: int | None = None,
+    client_name: str | None = None,
 ) -> Any:
     """A redis-py client for ``target``: ``redis.Redis``, ``redis.cluster.RedisCluster``
     or a Sentinel's ``master_for`` client (their ``redis.asyncio`` twins when
@@ -184,8 +188,11 @@ def make_client(
         own loop reconnects).
     :param max_connections: a bound on the connection pool (not for a cluster, whose
         client keeps a pool per node), or None.
+    :param client_name: the connections' ``CLIENT SETNAME``, or None.
     """
     options = _options(target, timeout)
+    if client_name is not None:
+        options["client_name"] = client_name
     if read_timeout is not None:
         options["socket_timeout"] = read_timeout
     retry = (AsyncRetry if asyncio else Retry)(NoBackoff(), retries)
@@ -250,6 +257,36 @@ class LazyClient:
         """Close the client if it was built."""
         if self._client is not None:
             self._client.close()
+
+
+def close_client(client: Any, *, own_pool: bool = True) -> None:
+    """Close a synchronous client of :func:`make_client`; with ``own_pool`` also its
+    connection pool (which a client made on a pool does not close) and, for a
+    Sentinel's client, the connections to the sentinels that found its primary. Nothing
+    it raises escapes (a cluster client may raise anything while it reinitializes)."""
+    with contextlib.suppress(Exception):
+        client.close()
+        pool = getattr(client, "connection_pool", None)
+        if own_pool and pool is not None:
+            pool.disconnect()
+        for sentinel in _sentinels_of(client):
+            sentinel.close()
+
+
+async def aclose_client(client: Any, *, own_pool: bool = True) -> None:
+    """:func:`close_client` for a ``redis.asyncio`` client."""
+    with contextlib.suppress(Exception):
+        await client.aclose()
+        pool = getattr(client, "connection_pool", None)
+        if own_pool and pool is not None:
+            await pool.disconnect()
+        for sentinel in _sentinels_of(client):
+            await sentinel.aclose()
+
+
+def _sentinels_of(client: Any) -> list[Any]:
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    return list(getattr(manager, "sentinels", ()))
 
 
 @dataclass(frozen=True)
@@ -332,7 +369,7 @@ def probe(target: RedisTarget, *, timeout: float) -> RedisHealth:
     except REDIS_ERRORS as exc:
         return RedisHealth(False, _cause(target, exc))
     finally:
-        client.close()
+        close_client(client)
 
 
 def report(target: RedisTarget, health: RedisHealth) -> None:
