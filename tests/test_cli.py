@@ -316,6 +316,8 @@ def test_status_json_unreachable_reports_on_stdout_too() -> None:
         ("redis://:pw@localhost:6379/0", "redis://:***@localhost:6379/0"),
         ("rediss://user:pw@host/1", "rediss://user:***@host/1"),
         ("unix:///tmp/redis.sock?db=1", "unix:///tmp/redis.sock?db=1"),
+        ("unix:///tmp/r.sock?db=0&password=hunter2", "unix:///tmp/r.sock?db=0&password=***"),
+        ("redis+sentinel://:pw@s1:26379,s2:26379/m", "redis+sentinel://:***@s1:26379,s2:26379/m"),
     ],
 )
 def test_redact(url: str, shown: str) -> None:

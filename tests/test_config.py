@@ -437,6 +437,7 @@ INVALID_ENV: list[tuple[str, dict[str, str], str]] = [
     ),
     ("redis-cluster-maybe", {"LOGOUT_REDIS_CLUSTER": "maybe"}, "LOGOUT_REDIS_CLUSTER"),
     ("stream-brace-outside-tag", {"LOGOUT_EVENTS_STREAM": "a{}b}"}, "LOGOUT_EVENTS_STREAM"),
+    ("key-prefix-hash-tag", {"LOGOUT_KEY_PREFIX": "{logout}:"}, "LOGOUT_KEY_PREFIX"),
     ("redis-timeout-text", {"LOGOUT_REDIS_TIMEOUT": "fast"}, "LOGOUT_REDIS_TIMEOUT"),
     ("redis-timeout-zero", {"LOGOUT_REDIS_TIMEOUT": "0"}, "LOGOUT_REDIS_TIMEOUT"),
     ("redis-timeout-negative", {"LOGOUT_REDIS_TIMEOUT": "-1"}, "LOGOUT_REDIS_TIMEOUT"),

@@ -1177,3 +1177,28 @@ def test_real_framework_integration(kind: Kind, redis_client: redis.Redis) -> No
         _flask_round(redis_client)
     assert redis_client.exists(denylist_key(TOKEN)) == 1
     assert stream_len(redis_client) == 1
+
+
+def test_two_authorization_headers_are_refused(redis_url: str) -> None:
+    """ASGI keeps repeated headers apart: a request with two ``Authorization`` headers
+    (one of them a revoked token, the other not) gets ``400 invalid_request`` and never
+    reaches the app, whichever of the two the app would have read."""
+    with harness("asgi", redis_url) as h:
+        assert h.post_logout(headers=bearer(TOKEN)).status == 303
+        for pair in ((TOKEN, "fresh"), ("fresh", TOKEN)):
+            reply = raw_asgi(
+                h.middleware,
+                {
+                    "method": "GET",
+                    "path": "/api",
+                    "raw_path": b"/api",
+                    "headers": [
+                        (b"host", b"testserver"),
+                        *((b"authorization", f"Bearer {t}".encode()) for t in pair),
+                    ],
+                },
+                portal=h._portal,
+            )
+            assert reply.status == 400
+            assert reply.header("www-authenticate") == 'Bearer error="invalid_request"'
+        assert all(path != "/api" for _method, path, _auth in h.seen.requests)

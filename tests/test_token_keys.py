@@ -555,3 +555,28 @@ def test_a_new_token_cookie_set_by_the_app_is_not_expired(
         h.seen.set_cookie = f"{COOKIE}={OTHER}; Path=/; HttpOnly"
         reply = h.request("POST", "/auth/cookie/login", headers={"Cookie": f"{COOKIE}={TOKEN}"})
         assert reply.set_cookies == [f"{COOKIE}={OTHER}; Path=/; HttpOnly"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_revoked_token_cookie_is_taken_out_beside_a_bearer_token_or_a_second_copy(
+    kind: Kind, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """The token cookie is checked whatever else the request carries: beside a bearer
+    token that is not revoked (an app may try each transport in turn), and in every copy
+    of a cookie sent twice (the framework, not the middleware, picks which copy the app
+    reads): a revoked copy takes every copy out."""
+    jwt_token = hs256_token("ann", int(time.time()))
+    with harness(kind, redis_url, **SETTINGS) as h:
+        assert h.post_logout(headers={"Cookie": f"{COOKIE}={jwt_token}"}).status == 303
+        for headers in (
+            {"Cookie": f"{COOKIE}={jwt_token}", "Authorization": f"Bearer {OTHER}"},
+            {"Cookie": f"{COOKIE}=junk; {COOKIE}={jwt_token}"},
+            {"Cookie": f"{COOKIE}={jwt_token}; theme=dark; {COOKIE}={OTHER}"},
+        ):
+            reply = h.request("GET", "/me", headers=headers)
+            assert reply.status == 200
+            assert COOKIE not in h.seen.cookies[-1], headers
+            assert any(c.startswith(f"{COOKIE}=;") for c in reply.set_cookies)
+        fresh = {"Cookie": f"{COOKIE}=junk; {COOKIE}={OTHER}"}
+        assert h.request("GET", "/me", headers=fresh).status == 200
+        assert h.seen.cookies[-1] == fresh["Cookie"]

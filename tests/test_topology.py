@@ -20,13 +20,21 @@ import threading
 from collections.abc import Iterator
 from typing import cast
 
+import anyio
 import pytest
 import redis
 import redis.cluster
 from redis.crc import key_slot
+from redis.exceptions import OutOfMemoryError
 
-from logout_middleware.core import sha256_hex
-from logout_middleware.store import WRITTEN_TTL, RedisStore, written_key
+from logout_middleware.core import StoreOps, sha256_hex
+from logout_middleware.store import (
+    WRITTEN_TTL,
+    AsyncRedisStore,
+    RedisStore,
+    _failure,
+    written_key,
+)
 from logout_middleware.topology import probe, redis_target, report
 from tests.harness import KINDS, Kind, harness
 from tests.servers import audit_entries, wait_until
@@ -345,3 +353,72 @@ def test_the_command_line_works_on_a_cluster_and_a_sentinel(cluster: RedisCluste
             assert found["topology"] == ("cluster" if cluster_flag == "true" else "sentinel")
             assert found["revoked_tokens"] >= 1
             assert found["events"] >= 1
+
+
+# -- the review's cases ---------------------------------------------------------------------
+
+
+def test_redis_trouble_that_clears_by_itself_is_retried() -> None:
+    """Out of memory, a failed snapshot, too few replicas: retried, not dropped; a
+    reply that would fail again (``WRONGTYPE``) is not."""
+    pipeline = "Command # 2 of pipeline caused error: "
+    assert _failure(OutOfMemoryError("OOM command not allowed"))[0]
+    assert _failure(redis.ResponseError(pipeline + "MISCONF Redis is configured to save"))[0]
+    assert _failure(redis.ResponseError("NOREPLICAS Not enough good replicas"))[0]
+    assert not _failure(redis.ResponseError(pipeline + "WRONGTYPE Operation against a key"))[0]
+    assert _failure(AttributeError("'NoneType' object has no attribute 'writelines'"))[0]
+
+
+def test_one_retrier_however_many_logouts_fail() -> None:
+    """A process that has not checked a request yet (so no follower) still runs one
+    background retrier, not one per failed logout."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{free.getsockname()[1]}/0"
+    store = RedisStore.from_url(url, timeout=0.2)
+    try:
+        for n in range(6):
+            ops = StoreOps(sets=((f"k{n}", "1", 60),))
+            assert store.execute(ops).status == "failed"
+        retriers = [t for t in threading.enumerate() if t.name == "logout-retry"]
+        assert len(retriers) == 1
+        assert store._backlog.pending() == 6
+    finally:
+        store.close()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_async_logout_keeps_the_backlog(aof_redis: RedisProcess) -> None:
+    """A logout cancelled while Redis does not answer (the client went away) puts back
+    the failed logouts it carried, and itself, for the retrier."""
+    store = AsyncRedisStore.from_url(aof_redis.url, timeout=5.0)
+    try:
+        aof_redis.kill()
+        assert (await store.execute(StoreOps(sets=(("first", "1", 60),)))).status == "failed"
+        assert store._backlog.pending() == 1
+        aof_redis.restart()
+        aof_redis.pause()
+        try:
+            with anyio.move_on_after(0.3):
+                await store.execute(StoreOps(sets=(("second", "1", 60),)))
+        finally:
+            aof_redis.resume()
+        assert store._backlog.pending() == 2
+        assert await store.retry()
+        client = aof_redis.client()
+        assert client.exists("first", "second") == 2
+        client.close()
+    finally:
+        await store.aclose()
+
+
+def test_a_wsgi_app_starts_while_its_cluster_is_unreachable() -> None:
+    """The synchronous cluster client connects at its first use: the app starts, and a
+    logout answers 503 (cookies expired) until the cluster answers."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{free.getsockname()[1]}"
+    with harness("wsgi", url, redis_cluster=True, redis_timeout=0.2) as h:
+        reply = h.post_logout(headers={"Cookie": "session=s", **SAME_ORIGIN})
+        assert reply.status == 503
+        assert any(c.startswith("session=;") for c in reply.set_cookies)

@@ -28,7 +28,9 @@ __all__ = ["RevocationFailed", "arevoke", "revoke"]
 
 class RevocationFailed(RuntimeError):
     """Redis did not carry out the revocation (unreachable, or it refused the writes);
-    the message says why. Nothing was revoked."""
+    the message says why. What was asked is not in force: on one Redis nothing was
+    written; on a cluster some keys may have been (every write is idempotent: revoking
+    again completes it)."""
 
 
 def _flow(
@@ -85,7 +87,8 @@ def revoke(
     :param redis: a ``redis.Redis`` to use instead of ``LOGOUT_REDIS_URL``.
     :raises ValueError: when nothing to revoke is given.
     :raises ConfigError: when there is no Redis to write to, or a setting is invalid.
-    :raises RevocationFailed: when Redis failed; nothing was revoked.
+    :raises RevocationFailed: when Redis failed; the revocation is not in force (run it
+        again).
     """
     config = _config(config, redis)
     core, flow = _flow(config, subject, session_id, token)

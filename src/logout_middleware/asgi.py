@@ -44,6 +44,9 @@ Send = Callable[[Message], Awaitable[None]]
 #: ``TypedDict`` unions (Litestar, Quart), which a ``MutableMapping`` parameter refuses.
 ASGIApp = Callable[..., Awaitable[None]]
 
+#: Stands for the ``Authorization`` of a request that has more than one.
+_TWO = b"\0two"
+
 #: The request headers a logout looks at, and the separator for repeated ones.
 _WANTED = {
     b"host": ", ",
@@ -112,7 +115,7 @@ class LogoutMiddleware:
                 if name == b"cookie":
                     cookie = value if cookie is None else cookie + b"; " + value
                 elif name == b"authorization":
-                    authorization = value
+                    authorization = value if authorization is None else _TWO
             if (
                 cookie is not None
                 or authorization is not None
@@ -135,11 +138,11 @@ class LogoutMiddleware:
         settle its session and any session the response issued."""
         core = self.core
         checks = core.checks
-        session = checks.session(cookie) if cookie is not None else None
-        token = checks.token(authorization) if authorization is not None and checks.tokens else None
-        if token is None and cookie is not None and checks.token_cookie is not None:
-            token = checks.cookie_token(cookie)
-        if session is not None or token is not None:
+        if authorization is _TWO:
+            await self._refuse(scope, receive, send, core.duplicate_authorization)
+            return
+        session, token, in_cookie = checks.credentials(cookie, authorization)
+        if session is not None or token is not None or in_cookie:
             if self.store is not None:
                 self.store.follow()
             verdict = checks.check(session, token)
@@ -148,11 +151,11 @@ class LogoutMiddleware:
                 verdict = checks.answer(session, token, answer)
             if verdict.refuse or verdict.unavailable:
                 refusal = core.revoked if verdict.refuse else core.check_unavailable
-                if scope["type"] == "http":
-                    await _send(send, refusal)
-                else:
-                    await _refuse_websocket(scope, receive, send, refusal)
+                await self._refuse(scope, receive, send, refusal)
                 return
+            if in_cookie:
+                flow = core.check_cookie_tokens(verdict, in_cookie)
+                verdict = await adrive(flow, self.store, core.verifier)
             if (verdict.strip is not None or verdict.strip_token) and cookie is not None:
                 scope, send = self._without(scope, send, cookie, verdict)
         # Then settle the session, and any session the response issues (a login):
@@ -171,6 +174,15 @@ class LogoutMiddleware:
                 await adrive(core.settle(session, method, seen), self.store, core.verifier)
             except Exception:
                 logger.exception("session bookkeeping failed")
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, refusal: Response) -> None:
+        """Answer ``refusal`` instead of the app: an HTTP response, or a refused
+        websocket handshake."""
+        if scope["type"] == "http":
+            await _send(send, refusal)
+        else:
+            await _refuse_websocket(scope, receive, send, refusal)
 
     def _without(
         self, scope: Scope, send: Send, cookie: bytes, verdict: Verdict

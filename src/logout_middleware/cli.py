@@ -38,7 +38,6 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, get_args
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 import redis
@@ -48,7 +47,7 @@ from .admin import RevocationFailed, revoke
 from .config import ConfigError, LogoutConfig
 from .core.revocation import RevocationKeys
 from .events import EventType, LogoutEvent
-from .topology import REDIS_ERRORS, close_client, make_client, probe
+from .topology import REDIS_ERRORS, close_client, make_client, probe, redact_url
 
 __all__ = ["cli", "main"]
 
@@ -104,17 +103,9 @@ def _client(config: LogoutConfig, url: str, *, read_timeout: float | None = None
 
 
 def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and ``status``)."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparsable URL>"
-    if not password:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """``url`` with any password replaced by ``***`` (for messages and ``status``): in
+    the user part and in a ``password=`` query parameter."""
+    return redact_url(url)
 
 
 def printable(text: str) -> str:
@@ -196,7 +187,8 @@ def revoke_command(subject: str | None, session: bool, token: bool, as_json: boo
     Session ids and tokens are read from stdin, one line each (session first when both
     are given), so they never appear in the shell history or the process list. Prints
     a one-line summary, or with --json the audit event's fields as one JSON object.
-    Exit 1 when Redis fails (nothing was revoked), 2 on a usage or configuration error.
+    Exit 1 when Redis fails (the revocation is not in force: run it again), 2 on a usage
+    or configuration error.
     """
     if subject is None and not session and not token:
         raise click.UsageError("give --subject ID, --session or --token (or several)")
@@ -210,7 +202,7 @@ def revoke_command(subject: str | None, session: bool, token: bool, as_json: boo
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except (RevocationFailed, *REDIS_ERRORS) as exc:
-        raise Failed(f"revocation failed, nothing was revoked: {exc}") from None
+        raise Failed(f"revocation failed, not in force (run it again): {exc}") from None
     if as_json:
         click.echo(json.dumps({**event.to_fields(), "store": event.store}))
     else:

@@ -419,6 +419,12 @@ class LogoutConfig:
                         f"{prefix!r} overlaps {other!r} (LOGOUT_{name.upper()}): the "
                         "revocation cache would read one kind of key as another",
                     )
+        if "{" in self.key_prefix or "}" in self.key_prefix:
+            raise _fail(
+                "key_prefix",
+                "must not contain '{' or '}': a hash tag in it would put an audit entry's "
+                "write-once marker in another Redis Cluster slot than the stream",
+            )
         if "}" in self.events_stream and hash_tag(self.events_stream) is None:
             raise _fail(
                 "events_stream",

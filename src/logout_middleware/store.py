@@ -76,6 +76,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import (
     AskError,
     ClusterError,
+    OutOfMemoryError,
     ReadOnlyError,
     RedisClusterException,
     SlotNotCoveredError,
@@ -136,8 +137,9 @@ DOWN_FOR = 1.0
 #: How often failed logouts are retried in the background, seconds.
 RETRY_EVERY = 1.0
 #: How long an audit entry's write-once marker is kept, seconds: a retry within that
-#: time never appends the same entry twice.
-WRITTEN_TTL = 3600
+#: time (a day) never appends the same entry twice. Logouts waiting longer in the
+#: backlog are dropped by the retrier, with an error, rather than risk it.
+WRITTEN_TTL = 86400
 #: How often a mirror reloads the whole state (dropping expired members), seconds.
 MIRROR_RELOAD = 300.0
 #: Least time between two warnings about failed checks, seconds.
@@ -176,7 +178,11 @@ TRANSIENT = (
     AskError,
     ReadOnlyError,
     SlotNotCoveredError,
+    OutOfMemoryError,
 )
+#: Replies Redis gives while a condition lasts that clears by itself (a failed
+#: snapshot, too few replicas, a primary down, a script running, a dataset loading).
+TRANSIENT_REPLIES = ("MISCONF", "NOREPLICAS", "MASTERDOWN", "BUSY", "LOADING", "TRYAGAIN")
 
 
 def _is_cluster(client: Any) -> bool:
@@ -216,23 +222,38 @@ class _Backlog:
         self.dropped = 0
 
     def take(self) -> list[_Late]:
+        """Every waiting logout, oldest first, except those older than the audit entries'
+        write-once markers (:data:`WRITTEN_TTL`, less a minute): they are dropped, with
+        an error, since their retry could append an entry twice."""
         with self._lock:
             taken = list(self._entries)
             self._entries.clear()
-            return taken
+        oldest = time.time() - (WRITTEN_TTL - 60)
+        fresh = [entry for entry in taken if entry[1] > oldest]
+        if len(fresh) < len(taken):
+            self.dropped += len(taken) - len(fresh)
+            logger.error(
+                "logout backlog: %d failed logouts older than %d s dropped",
+                len(taken) - len(fresh),
+                WRITTEN_TTL - 60,
+            )
+        return fresh
 
     def pending(self) -> int:
         """How many failed logouts wait for a retry."""
         return len(self._entries)
 
-    def put(self, entries: Sequence[_Late]) -> None:
+    def put(self, entries: Sequence[_Late]) -> int:
+        """Put ``entries`` back, oldest first; how many of the oldest had to be dropped
+        to keep the bound (``dropped`` counts them all)."""
+        dropped = 0
         with self._lock:
             self._entries.extendleft(reversed(entries))
             while len(self._entries) > self.size:
                 self._entries.pop()
-                self.dropped += 1
-        if self.dropped:
-            logger.error("logout backlog full: %d failed logouts were dropped", self.dropped)
+                dropped += 1
+            self.dropped += dropped
+        return dropped
 
 
 #: One logout to write: its ops, the audit entries' ``store`` status, and seconds since
@@ -309,6 +330,13 @@ def _deleted(ops: StoreOps, results: Sequence[Any]) -> int:
 _COMMAND_ARGS = re.compile(r"(Command # \d+) \(.*?\)( of pipeline)", re.DOTALL)
 
 
+def _reply_of(exc: BaseException) -> str:
+    """Redis's own reply in an error (after redis-py's "... of pipeline caused error: ")."""
+    text = str(exc)
+    _, found, reply = text.partition("caused error: ")
+    return (reply if found else text).lstrip()
+
+
 def _failure(exc: BaseException) -> tuple[bool, str]:
     """Whether a retry can cure ``exc`` (Redis unreachable, a failover under way, or an
     error from inside a cluster client that is reinitializing: anything that is not a
@@ -316,8 +344,10 @@ def _failure(exc: BaseException) -> tuple[bool, str]:
     characters, with the failed command's arguments removed (they may name a key
     holding a raw secret)."""
     message = _COMMAND_ARGS.sub(r"\1\2", str(exc))
-    transient = isinstance(exc, TRANSIENT) or not isinstance(
-        exc, (redis.RedisError, RedisClusterException)
+    transient = (
+        isinstance(exc, TRANSIENT)
+        or not isinstance(exc, (redis.RedisError, RedisClusterException))
+        or (isinstance(exc, redis.ResponseError) and _reply_of(exc).startswith(TRANSIENT_REPLIES))
     )
     return transient, f"{type(exc).__name__}: {message}"[:200]
 
@@ -599,7 +629,7 @@ class _Shared:
         transient, error = _failure(exc)
         if transient and self._backlog.size:
             late.append((ops, time.time()))
-        self._backlog.put(late)
+        self._put_back(late)
         if transient:
             retry = "; retried in the background" if self._backlog.size else ""
             self._warn("logout", logging.WARNING, "logout: Redis unreachable (%s)%s", error, retry)
@@ -614,10 +644,22 @@ class _Shared:
             logger.info("logout: %d failed logouts carried out on retry", len(late))
             return not self._backlog.pending()
         transient, error = _failure(exc)
-        self._backlog.put(late if transient else [])
+        self._put_back(late if transient else [])
         if not transient:
             self._warn("refused", logging.ERROR, "logout: Redis refused a retry (%s)", error)
         return not self._backlog.pending()
+
+    def _put_back(self, late: Sequence[_Late]) -> None:
+        """Return logouts to the backlog, saying (throttled) when it overflowed."""
+        dropped = self._backlog.put(late)
+        if dropped:
+            self._warn(
+                "backlog",
+                logging.ERROR,
+                "logout backlog full: %d failed logouts dropped (%d in all)",
+                dropped,
+                self._backlog.dropped,
+            )
 
     def _retry_soon(self) -> None:
         raise NotImplementedError
@@ -728,7 +770,7 @@ class RedisStore(_Shared):
 
     def _retry_soon(self) -> None:
         retrier = self._retrier
-        if retrier is not None and retrier.is_alive() and self._follower_pid == _generation[0]:
+        if retrier is not None and retrier.is_alive():  # never true in a forked child
             return
         self._retrier = threading.Thread(target=self._retrying, name="logout-retry", daemon=True)
         self._retrier.start()
@@ -933,17 +975,23 @@ class AsyncRedisStore(_Shared):
         return first or []
 
     async def execute(self, ops: StoreOps) -> StoreOutcome:
-        """:meth:`RedisStore.execute` on ``redis.asyncio``."""
+        """:meth:`RedisStore.execute` on ``redis.asyncio``. Cancelled midway (a client
+        that went away, a server shutting down), it puts the backlog it carried back,
+        with this logout, for the retrier: they may or may not have been written, and
+        every write is idempotent."""
         late = self._backlog.take()
         try:
             results = await self._write(_writes(ops, late))
         except self._errors as exc:
             return self._failed(ops, exc, late)
+        except BaseException:
+            self._put_back([*late, (ops, time.time())] if self._backlog.size else late)
+            raise
         return StoreOutcome("ok", sessions_deleted=_deleted(ops, results))
 
     async def retry(self) -> bool:
         """:meth:`RedisStore.retry`: carry out the failed logouts now; True when none
-        is left."""
+        is left. Cancelled midway, it puts them back."""
         late = self._backlog.take()
         if not late:
             return True
@@ -951,6 +999,9 @@ class AsyncRedisStore(_Shared):
             await self._write(_writes(None, late))
         except self._errors as exc:
             return self._retried(late, exc)
+        except BaseException:
+            self._put_back(late)
+            raise
         return self._retried(late, None)
 
     def _retry_soon(self) -> None:

@@ -53,6 +53,7 @@ __all__ = [
     "hash_tag",
     "make_client",
     "probe",
+    "redact_url",
     "redis_target",
     "start_probe",
 ]
@@ -91,8 +92,16 @@ class RedisTarget:
 
     @property
     def shown(self) -> str:
-        """The URL with any password replaced by ``***``, for logs."""
-        return re.sub(r"(://[^/@]*?:)[^/@]*@", r"\1***@", self.url)
+        """The URL with any password replaced by ``***``, for logs: in the user part
+        and in the query (redis-py's ``?password=``, the form ``unix://`` URLs use)."""
+        return redact_url(self.url)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``: after ``user:`` and in a
+    ``password=`` query parameter."""
+    url = re.sub(r"(://[^/@]*?:)[^/@]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def hash_tag(key: str) -> str | None:
@@ -233,6 +242,10 @@ class LazyClient:
     answer ``503`` for logouts) while the cluster is unreachable. Each use retries the
     construction until it succeeds; until then every command raises
     ``RedisClusterException``, as the built client would."""
+
+    #: Not built yet, it has no pool: ``getattr(client, "connection_pool", None)``
+    #: (asked of any client) must not connect.
+    connection_pool = None
 
     def __init__(self, build: Any) -> None:
         self._build = build

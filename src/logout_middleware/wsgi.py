@@ -100,15 +100,10 @@ class WSGILogoutMiddleware:
         settle its session and any session the response issued."""
         core = self.core
         checks = core.checks
-        session = checks.session(cookie) if cookie else None
-        token = (
-            checks.token(authorization.encode("latin-1"))
-            if authorization and checks.tokens
-            else None
+        session, token, in_cookie = checks.credentials(
+            cookie, authorization.encode("latin-1") if authorization else None
         )
-        if token is None and cookie and checks.token_cookie is not None:
-            token = checks.cookie_token(cookie)
-        if session is not None or token is not None:
+        if session is not None or token is not None or in_cookie:
             if self.store is not None:
                 self.store.follow()
             verdict = checks.check(session, token)
@@ -119,6 +114,9 @@ class WSGILogoutMiddleware:
                 return _send(start_response, core.revoked)
             if verdict.unavailable:
                 return _send(start_response, core.check_unavailable)
+            if in_cookie:
+                flow = core.check_cookie_tokens(verdict, in_cookie)
+                verdict = drive(flow, self.store, core.verifier)
             if verdict.strip is not None or verdict.strip_token:
                 environ, start_response = self._without(environ, start_response, verdict)
         # Then settle the session, and any session the response issues (a login):

@@ -239,20 +239,53 @@ class RequestChecks:
 
     def cookie_token(self, cookie_header: str | bytes) -> KnownToken | None:
         """The token the token cookie (``LOGOUT_TOKEN_COOKIE``) carries in the request's
-        ``Cookie`` header, or None (no such setting, no such cookie)."""
+        ``Cookie`` header, or None (no such setting, no such cookie); its first copy
+        (:meth:`cookie_tokens` has every one)."""
+        found = self.cookie_tokens(cookie_header)
+        return found[0] if found else None
+
+    def cookie_tokens(self, cookie_header: str | bytes) -> tuple[KnownToken, ...]:
+        """Each distinct token the token cookie carries: a request may send the cookie
+        more than once, and which copy the app reads is its framework's choice, so every
+        copy is checked."""
         if self.token_cookie is None:
-            return None
+            return ()
         text = (
             cookie_header.decode("latin-1") if isinstance(cookie_header, bytes) else cookie_header
         )
-        token = cookie_token(cookie_value(text, self.token_cookie))
-        if token is None:
-            return None
+        prefix = self.token_cookie + "="
+        if prefix not in text:
+            return ()
+        found: dict[bytes, KnownToken] = {}
         data = self._tokens.data
-        cached = b"\0cookie " + token  # never an Authorization header's bytes
-        if cached in data:
-            return data[cached]
-        return self._tokens.put(cached, self._known_token(token, in_cookie=True))
+        for part in text.split(";"):
+            name, sep, value = part.strip().partition("=")
+            if not sep or name.strip() != self.token_cookie:
+                continue
+            token = cookie_token(value.strip().strip('"'))
+            if token is None or token in found:
+                continue
+            cached = b"\0cookie " + token  # never an Authorization header's bytes
+            known = data.get(cached) or self._known_token(token, in_cookie=True)
+            self._tokens.put(cached, known)
+            found[token] = known
+        return tuple(found.values())
+
+    def credentials(
+        self, cookie_header: str | bytes | None, authorization: bytes | None
+    ) -> tuple[KnownSession | None, KnownToken | None, tuple[KnownToken, ...]]:
+        """A request's credentials: its session, the token it is checked by (the bearer
+        token, else the token cookie's one value), and the token cookie's other values
+        (beside a bearer token, or from a cookie sent more than once), which
+        :meth:`LogoutCore.check_cookie_tokens` checks after the main verdict."""
+        session = self.session(cookie_header) if cookie_header else None
+        token = self.token(authorization) if authorization and self.tokens else None
+        if cookie_header and self.token_cookie is not None:
+            in_cookie = self.cookie_tokens(cookie_header)
+            if token is None and len(in_cookie) == 1:
+                return session, in_cookie[0], ()
+            return session, token, in_cookie
+        return session, token, ()
 
     def _known_token(self, token: bytes, *, in_cookie: bool = False) -> KnownToken:
         digest = sha256_hex(token)

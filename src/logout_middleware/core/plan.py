@@ -38,12 +38,14 @@ from werkzeug.sansio.http import parse_cookie
 from ..config import ConfigError, LogoutConfig
 from ..events import EventType, LogoutEvent, Reason, SubjectSource
 from .admission import same_origin, wants_json
-from .checks import KnownSession, RequestChecks, Verdict
+from .checks import KnownSession, KnownToken, RequestChecks, Verdict
 from .cookies import expire_cookie, restore_cookie, set_cookie_value, without_cookie
 from .forms import request_params
 from .messages import RequestHead, Response, json_response, text_response
 from .oidc import LogoutTokenClaims, LogoutTokenError, OIDCProvider, end_session_url
 from .ops import (
+    Check,
+    Checked,
     Claim,
     Delete,
     Discover,
@@ -203,6 +205,20 @@ class LogoutCore:
                 ("Cache-Control", "no-store"),
             ),
         )
+        #: Answer to a request with more than one ``Authorization`` header: which one the
+        #: app reads is the framework's choice, so none is let through (RFC 6750
+        #: section 3.1, ``invalid_request``).
+        self.duplicate_authorization = json_response(
+            400,
+            {
+                "error": "invalid_request",
+                "error_description": "More than one Authorization header",
+            },
+            (
+                ("WWW-Authenticate", 'Bearer error="invalid_request"'),
+                ("Cache-Control", "no-store"),
+            ),
+        )
         #: Answer when revocation cannot be checked and ``on_check_error`` is ``deny``.
         self.check_unavailable = text_response(
             503, "Service Unavailable: revocation cannot be checked.\n", ("Retry-After", "5")
@@ -253,6 +269,25 @@ class LogoutCore:
         if found is not None or not root_path or not path.startswith(root_path):
             return found
         return self._routes.get(path[len(root_path) :])
+
+    def check_cookie_tokens(self, verdict: Verdict, tokens: Iterable[KnownToken]) -> Flow[Verdict]:
+        """``verdict``, with the token cookie taken out as well when any of ``tokens``
+        (the token cookie's values that :meth:`~.checks.RequestChecks.credentials` did
+        not check as the request's token: beside a bearer header, or sent more than
+        once) is revoked. One Redis check per token the mirror cannot answer for."""
+        checks = self.checks
+        for token in tokens:
+            if verdict.strip_token:
+                break
+            asked = checks.check(None, token)
+            if isinstance(asked, Check):
+                answer: Checked | None = yield asked
+                found = checks.answer(None, token, answer)
+            else:
+                found = asked
+            if found.strip_token:
+                verdict = replace(verdict, strip_token=True)
+        return verdict
 
     def without_cookies(self, cookie_header: str, verdict: Verdict) -> str:
         """The ``Cookie`` header with the cookies ``verdict`` takes out: the session
