@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from ..config import LogoutConfig
-from .cookies import cookie_value, set_cookie_value
+from .cookies import cookie_value, cookie_values, set_cookie_value, sets_cookie
 from .ops import Check, Checked
 from .revocation import RevocationKeys, RevocationMirror, member, oidc_sid_hash, sha256_hex
 from .sessions import SessionIds
@@ -237,13 +237,6 @@ class RequestChecks:
         known = self._known_token(token) if token is not None else None
         return self._tokens.put(authorization, known)
 
-    def cookie_token(self, cookie_header: str | bytes) -> KnownToken | None:
-        """The token the token cookie (``LOGOUT_TOKEN_COOKIE``) carries in the request's
-        ``Cookie`` header, or None (no such setting, no such cookie); its first copy
-        (:meth:`cookie_tokens` has every one)."""
-        found = self.cookie_tokens(cookie_header)
-        return found[0] if found else None
-
     def cookie_tokens(self, cookie_header: str | bytes) -> tuple[KnownToken, ...]:
         """Each distinct token the token cookie carries: a request may send the cookie
         more than once, and which copy the app reads is its framework's choice, so every
@@ -253,16 +246,10 @@ class RequestChecks:
         text = (
             cookie_header.decode("latin-1") if isinstance(cookie_header, bytes) else cookie_header
         )
-        prefix = self.token_cookie + "="
-        if prefix not in text:
-            return ()
         found: dict[bytes, KnownToken] = {}
         data = self._tokens.data
-        for part in text.split(";"):
-            name, sep, value = part.strip().partition("=")
-            if not sep or name.strip() != self.token_cookie:
-                continue
-            token = cookie_token(value.strip().strip('"'))
+        for value in cookie_values(text, self.token_cookie):
+            token = cookie_token(value)
             if token is None or token in found:
                 continue
             cached = b"\0cookie " + token  # never an Authorization header's bytes
@@ -440,8 +427,7 @@ class RequestChecks:
 
     def sets_session_cookie(self, set_cookies: Iterable[str]) -> bool:
         """Whether any of the response's ``Set-Cookie`` values sets the session cookie."""
-        name = self._cookie
-        return any(set_cookie_value(value, name) for value in set_cookies)
+        return sets_cookie(set_cookies, self._cookie)
 
     def watches(self, session: KnownSession | None, method: str) -> bool:
         """Whether the adapters should note the response's ``Set-Cookie`` values: when

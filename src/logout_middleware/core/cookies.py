@@ -1,40 +1,67 @@
 """Cookies: finding the session cookie in a ``Cookie`` header, taking it out, and the
 ``Set-Cookie`` values that delete cookies with the attributes they were set with.
 
-Parsing of whole headers is werkzeug's (``werkzeug.sansio.http.parse_cookie``); the two
-small scanners here exist for the per-request hot path, where only one cookie matters.
+Parsing of whole headers is werkzeug's (``werkzeug.sansio.http.parse_cookie``); the small
+scanners here exist for the per-request hot path, where only one cookie name matters (and
+their results are cached by the whole header).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from werkzeug.http import dump_cookie
 
 from ..config import LogoutConfig
 
-__all__ = ["cookie_value", "expire_cookie", "restore_cookie", "set_cookie_value", "without_cookie"]
+__all__ = [
+    "cookie_value",
+    "cookie_values",
+    "expire_cookie",
+    "restore_cookie",
+    "set_cookie_value",
+    "sets_cookie",
+    "without_cookie",
+]
 
 
-def cookie_value(header: str, name: str) -> str | None:
-    """The value of the first cookie called ``name`` in a ``Cookie`` header (RFC 6265
-    section 5.4: ``name=value`` pairs joined by ``; ``), surrounding double quotes
-    removed; None when absent or empty. Browsers send the most specific cookie first."""
+def cookie_values(header: str, name: str) -> list[str]:
+    """The value of every cookie called ``name`` in a ``Cookie`` header (RFC 6265
+    section 5.4: ``name=value`` pairs joined by ``; ``), in order, surrounding double
+    quotes removed, empty ones left out. A request may carry a name twice (cookies of
+    other paths or domains, or a forged copy): which one an app reads is its framework's
+    choice."""
+    found: list[str] = []
     start = 0
     length = len(name)
     while True:
-        found = header.find(name, start)
-        if found < 0:
-            return None
-        end = found + length
-        before = header[found - 1] if found else ";"
+        at = header.find(name, start)
+        if at < 0:
+            return found
+        end = at + length
+        before = header[at - 1] if at else ";"
         if header[end : end + 1] == "=" and (before in "; "):
             stop = header.find(";", end)
-            value = header[end + 1 : stop if stop >= 0 else len(header)].strip()
-            if len(value) > 1 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            return value or None
+            value = _unquoted(header[end + 1 : stop if stop >= 0 else len(header)].strip())
+            if value:
+                found.append(value)
         start = end
+
+
+def cookie_value(header: str, name: str) -> str | None:
+    """The value of the first cookie called ``name`` in a ``Cookie`` header, or None
+    when absent or empty (:func:`cookie_values`). Browsers send the most specific
+    cookie first."""
+    values = cookie_values(header, name)
+    return values[0] if values else None
+
+
+def _unquoted(value: str) -> str:
+    """``value`` without the double quotes RFC 6265 allows around a cookie value."""
+    if len(value) > 1 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
 
 
 def without_cookie(header: str, name: str) -> str:
@@ -53,10 +80,13 @@ def set_cookie_value(set_cookie: str, name: str) -> str | None:
     key, sep, value = pair.partition("=")
     if not sep or key.strip() != name:
         return None
-    value = value.strip()
-    if len(value) > 1 and value[0] == value[-1] == '"':
-        value = value[1:-1]
-    return value
+    return _unquoted(value.strip())
+
+
+def sets_cookie(set_cookies: Iterable[str], name: str) -> bool:
+    """Whether any of a response's ``Set-Cookie`` values gives cookie ``name`` a value
+    (a deletion, with an empty one, does not count)."""
+    return any(set_cookie_value(value, name) for value in set_cookies)
 
 
 def expire_cookie(name: str, secure: bool, config: LogoutConfig) -> str:

@@ -39,7 +39,7 @@ from ..config import ConfigError, LogoutConfig
 from ..events import EventType, LogoutEvent, Reason, SubjectSource
 from .admission import same_origin, wants_json
 from .checks import KnownSession, KnownToken, RequestChecks, Verdict
-from .cookies import expire_cookie, restore_cookie, set_cookie_value, without_cookie
+from .cookies import expire_cookie, restore_cookie, sets_cookie, without_cookie
 from .forms import request_params
 from .messages import RequestHead, Response, json_response, text_response
 from .oidc import LogoutTokenClaims, LogoutTokenError, OIDCProvider, end_session_url
@@ -307,11 +307,7 @@ class LogoutCore:
         if verdict.strip is not None and not self.checks.sets_session_cookie(set_cookies):
             found.append(self._session_expiry[secure])
         token_cookie = self.config.token_cookie
-        if (
-            verdict.strip_token
-            and token_cookie
-            and not any(set_cookie_value(value, token_cookie) for value in set_cookies)
-        ):
+        if verdict.strip_token and token_cookie and not sets_cookie(set_cookies, token_cookie):
             found.append(self._token_cookie_expiry[secure])
         return found
 
