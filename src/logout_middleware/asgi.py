@@ -30,7 +30,7 @@ from .config import LogoutConfig
 from .core import Check, LogoutCore, RequestHead, Response, Route, Verdict
 from .core.checks import SAFE_METHODS
 from .events import AsyncListener, Listener, anotify, listeners
-from .store import AsyncRedisStore, adrive, warn_if_no_store
+from .store import AsyncRedisStore, adrive
 
 __all__ = ["LogoutMiddleware"]
 
@@ -83,10 +83,7 @@ class LogoutMiddleware:
     ) -> None:
         self.app = app
         self.config = config if config is not None else LogoutConfig.from_env()
-        self.store = AsyncRedisStore.from_config(self.config, redis)
-        warn_if_no_store(self.store is not None)
-        if self.store is not None:
-            self.store.check_at_start()
+        self.store = AsyncRedisStore.for_middleware(self.config, redis)
         self.core = LogoutCore(self.config, has_store=self.store is not None)
         if self.store is not None and self.core.mirror is not None:
             self.store.attach(self.core.mirror, self.core.records_of)

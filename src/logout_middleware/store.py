@@ -406,15 +406,6 @@ def _queue_index(pipe: Any, request: Index) -> None:
         pipe.zrem(request.previous, request.member)
 
 
-def warn_if_no_store(has_store: bool) -> None:
-    """Log the start-up warning of a middleware built without Redis."""
-    if not has_store:
-        logger.warning(
-            "LOGOUT_REDIS_URL is not set: logout will expire cookies only; server-side "
-            "sessions are not ended, bearer tokens are not revoked, no audit entry is written"
-        )
-
-
 class _Warnings:
     """Logs each cause at most once every ``every`` seconds, saying how many times it
     recurred in between; thread-safe enough (a lost count is harmless)."""
@@ -571,6 +562,24 @@ class _Shared:
             )
         return None
 
+    @classmethod
+    def for_middleware(
+        cls: type[_Store], config: LogoutConfig, client: Any = None
+    ) -> _Store | None:
+        """The store a middleware runs on (:meth:`from_config`), its start-up check
+        started (:meth:`check_at_start`); None without Redis, which is logged once, as a
+        warning: then a logout only expires cookies."""
+        store = cls.from_config(config, client)
+        if store is None:
+            logger.warning(
+                "LOGOUT_REDIS_URL is not set: logout will expire cookies only; server-side "
+                "sessions are not ended, bearer tokens are not revoked, no audit entry is "
+                "written"
+            )
+        else:
+            store.check_at_start()
+        return store
+
     def _follower_client(self) -> tuple[Any, int, bool]:
         """A client for the follower, the ``XREAD`` block it may use (milliseconds), and
         whether the follower owns (and closes) the client. Its read timeout is longer
@@ -604,14 +613,13 @@ class _Shared:
         )
         return client_class(connection_pool=follower_pool), block, True
 
-    def check_at_start(self) -> threading.Thread | None:
+    def check_at_start(self) -> None:
         """Start the start-up check of a store built from a URL (:func:`.topology.probe`
-        in a daemon thread): whether Redis answers, and whether it persists; logged once
-        with the cause. Returns the thread, or None for a caller's client (not checked)."""
-        if self._target is None:
-            return None
-        self.startup_check = start_probe(self._target, timeout=self._timeout())
-        return self.startup_check
+        in a daemon thread, kept in :attr:`startup_check`): whether Redis answers, and
+        whether it persists; logged once with the cause. A caller's client is not
+        checked."""
+        if self._target is not None:
+            self.startup_check = start_probe(self._target, timeout=self._timeout())
 
     def _timeout(self) -> float:
         """The read timeout of the clients built here (from ``from_url``), else of the
@@ -857,9 +865,9 @@ class RedisStore(_Shared):
         )
         self._follower.start()
 
-    def _load(self, client: Any, mirror: RevocationMirror) -> tuple[Any, MirrorSnapshot, Any]:
+    def _load(self, client: Any, mirror: RevocationMirror) -> tuple[Any, MirrorSnapshot]:
         """Load the mirror's state (``SCAN`` of every primary on a cluster); returns the
-        stream position it was loaded at, the snapshot and the client used."""
+        stream position it was loaded at and the snapshot."""
         stream = self._stream or ""
         last = _stream_end(client.xrevrange(stream, count=1))
         snapshot = MirrorSnapshot()
@@ -872,7 +880,7 @@ class RedisStore(_Shared):
         for start in range(0, len(found[2]), LOAD_BATCH):
             values += get_many(found[2][start : start + LOAD_BATCH])
         mirror.load(snapshot, found[0], found[1], zip(found[2], values, strict=True), found[3])
-        return last, snapshot, client
+        return last, snapshot
 
     def _follow(
         self, mirror: RevocationMirror, stream: str, client: Any, block: int, owned: bool
@@ -883,7 +891,7 @@ class RedisStore(_Shared):
                     found = None if self._cluster else _client_id(client)
                     if found is not None:
                         self._follower_ids[threading.current_thread()] = found
-                    last, snapshot, _ = self._load(client, mirror)
+                    last, snapshot = self._load(client, mirror)
                     # Revocations made during the SCAN are in the stream after `last`.
                     while reply := _call(client, self._xread(client, stream, last)):
                         last, ended = mirror.absorb(reply, last, snapshot)

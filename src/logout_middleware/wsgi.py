@@ -29,7 +29,7 @@ from .config import LogoutConfig
 from .core import Check, LogoutCore, RequestHead, Response, Route, Verdict
 from .core.checks import SAFE_METHODS
 from .events import Listener, listeners, notify, sync_only
-from .store import RedisStore, drive, warn_if_no_store
+from .store import RedisStore, drive
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -61,10 +61,7 @@ class WSGILogoutMiddleware:
     ) -> None:
         self.app = app
         self.config = config if config is not None else LogoutConfig.from_env()
-        self.store = RedisStore.from_config(self.config, redis)
-        warn_if_no_store(self.store is not None)
-        if self.store is not None:
-            self.store.check_at_start()
+        self.store = RedisStore.for_middleware(self.config, redis)
         self.core = LogoutCore(self.config, has_store=self.store is not None)
         if self.store is not None and self.core.mirror is not None:
             self.store.attach(self.core.mirror, self.core.records_of)
