@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -367,6 +367,9 @@ class RedisProcess:
         return f"<RedisProcess {self.name} {HOST}:{self.port} {state}>"
 
 
+_T = TypeVar("_T", bound="_Topology")
+
+
 class _Topology:
     """Processes under one temporary directory, all stopped and removed by :meth:`close`."""
 
@@ -375,13 +378,28 @@ class _Topology:
         self.root = Path()
         self._stack = contextlib.ExitStack()
 
-    def _open(self, build: Callable[[], None]) -> None:
+    def __enter__(self: _T) -> _T:
+        """Start every process (:meth:`_build`) in a new temporary directory; on a
+        failure half-way, stop what started and remove the directory, then raise."""
         with contextlib.ExitStack() as stack:
             self.root = Path(tempfile.mkdtemp(prefix=self._prefix))
             stack.callback(shutil.rmtree, self.root, ignore_errors=True)
             self._stack = stack
-            build()
+            self._build()
             self._stack = stack.pop_all()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _build(self) -> None:
+        """Start the topology's processes (each through :meth:`_process`)."""
+        raise NotImplementedError
 
     def _process(self, process: RedisProcess) -> RedisProcess:
         """Start ``process`` and have :meth:`close` stop it."""
@@ -439,18 +457,6 @@ class SentinelGroup(_Topology):
     def sentinel_addresses(self) -> list[tuple[str, int]]:
         """The sentinels' ``(host, port)``, as redis-py's ``Sentinel`` takes them."""
         return [s.address for s in self.sentinels]
-
-    def __enter__(self) -> SentinelGroup:
-        self._open(self._build)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _build(self) -> None:
         primary = self._process(
@@ -685,18 +691,6 @@ class RedisCluster(_Topology):
     def addresses(self) -> list[tuple[str, int]]:
         """Every node's ``(host, port)``."""
         return [node.address for node in self.nodes]
-
-    def __enter__(self) -> RedisCluster:
-        self._open(self._build)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _start_node(self, number: int) -> RedisProcess:
         options = {
