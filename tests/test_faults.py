@@ -677,6 +677,16 @@ def not_in_force(
     ]
 
 
+def retried_within(stack: Stack, traffic: Traffic, *, records: bool = True) -> float | None:
+    """How long, in seconds, until every logout the traffic saw answered ``503`` was in
+    force in the middleware's Redis (the background retry's work); None when that took
+    more than :data:`RETRY_WITHIN` seconds. ``records``: also their session records gone
+    (only where the apps' sessions live in the same Redis)."""
+    failed = [lg for lg in traffic.logouts if lg.status == 503]
+    with stack.state() as client:
+        return waited(all_in_force(client, failed, records=records), RETRY_WITHIN, 0.05)
+
+
 def all_in_force(
     client: redis.Redis, logouts: Sequence[Logout], *, records: bool = True
 ) -> Callable[[], bool]:
@@ -843,12 +853,7 @@ def kill_scenario() -> Iterator[Run]:
             traffic.stop_logouts()
             stack.server.restart()
             back = time.monotonic()
-            client = stack.client()
-            try:
-                failed = [lg for lg in traffic.logouts if lg.status == 503]
-                retried_after = waited(all_in_force(client, failed), RETRY_WITHIN, 0.05)
-            finally:
-                client.close()
+            retried_after = retried_within(stack, traffic)
         finally:
             traffic.stop()
         run = Run(stack, traffic, (fault, back), retried_after)
@@ -926,12 +931,7 @@ def pause_scenario() -> Iterator[Run]:
             time.sleep(AFTER_PAUSE)
         finally:
             traffic.stop()
-        client = stack.client()
-        try:
-            failed = [lg for lg in traffic.logouts if lg.status == 503]
-            retried_after = waited(all_in_force(client, failed), RETRY_WITHIN, 0.05)
-        finally:
-            client.close()
+        retried_after = retried_within(stack, traffic)
         run = Run(stack, traffic, (fault, back), retried_after)
         traffic.report(
             "Redis paused and continued",
@@ -1250,9 +1250,7 @@ def failover_scenario(
             role = str(replica.info("replication")["role"])
             failing.result()
         promoted = time.monotonic()
-        failed = [lg for lg in traffic.logouts if lg.status == 503]
-        with stack.state() as client:
-            retried_after = waited(all_in_force(client, failed, records=False), RETRY_WITHIN, 0.05)
+        retried_after = retried_within(stack, traffic, records=False)
         traffic.resume_logouts()
         resumed = time.monotonic()
         time.sleep(AFTER_FAULT)
@@ -1551,9 +1549,7 @@ def reshard_scenario(stack: Stack) -> Resharding:
             moves.append(Move(what, slot, source, target, keys, time.monotonic() - started))
         time.sleep(AFTER_FAULT)
         traffic.stop_logouts()
-        failed = [lg for lg in traffic.logouts if lg.status == 503]
-        with stack.state() as client:
-            retried_after = waited(all_in_force(client, failed, records=False), RETRY_WITHIN, 0.05)
+        retried_after = retried_within(stack, traffic, records=False)
     finally:
         traffic.stop()
     run = Resharding(stack, traffic, moves, moved_tokens, retried_after, [])
