@@ -337,10 +337,9 @@ class LogoutCore:
             or checks.due(session, method, bool(set_cookies) and self._saved(session, set_cookies))
         ):
             return True
-        if not set_cookies:
-            return False
-        issued = checks.issued(set_cookies, session)
-        return issued is not None and checks.due(issued, "POST")
+        # A response that sets the session cookie may issue a session: settle() finds out
+        # (verifying a signed id once, there, not here too).
+        return set_cookies is not None and checks.sets_session_cookie(set_cookies)
 
     def _saved(self, session: KnownSession, set_cookies: list[str] | None) -> bool:
         """The response set the session cookie of a session read as anonymous."""
