@@ -51,7 +51,7 @@ from logout_middleware.core import (
 from logout_middleware.core.revocation import MirrorSnapshot, member
 from logout_middleware.store import AsyncRedisStore, RedisStore, drive
 
-from .server import ROOT, pin
+from .server import ROOT, LineHelper, pin
 from .stats import percentile
 
 if TYPE_CHECKING:
@@ -420,23 +420,7 @@ class _TimedStore(RedisStore):
         return outcome
 
 
-@dataclass
-class _Helper:
-    process: subprocess.Popen[str]
-
-    def ask(self, line: str) -> str:
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
-        return self.process.stdout.readline().strip()
-
-    def read(self) -> str:
-        assert self.process.stdout is not None
-        return self.process.stdout.readline().strip()
-
-
-def _helpers(redis_url: str, cpu: int | None) -> Iterator[tuple[str, _Helper]]:
+def _helpers(redis_url: str, cpu: int | None) -> Iterator[tuple[str, LineHelper]]:
     for flavour in FLAVOURS:
         command = [
             sys.executable,
@@ -452,7 +436,7 @@ def _helpers(redis_url: str, cpu: int | None) -> Iterator[tuple[str, _Helper]]:
         with subprocess.Popen(
             command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         ) as process:
-            helper = _Helper(process)
+            helper = LineHelper(process)
             try:
                 ready = helper.read()
                 if ready != "ready":

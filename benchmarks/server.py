@@ -224,3 +224,25 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@dataclass
+class LineHelper:
+    """A helper process of a benchmark spoken to a line at a time over its standard
+    input and output (both text): :meth:`ask` writes a line and reads the answer,
+    :meth:`read` reads one more."""
+
+    process: subprocess.Popen[str]
+
+    def ask(self, line: str) -> str:
+        """Send ``line``; its answer, one line, stripped."""
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        return self.process.stdout.readline().strip()
+
+    def read(self) -> str:
+        """The helper's next line, stripped."""
+        assert self.process.stdout is not None
+        return self.process.stdout.readline().strip()

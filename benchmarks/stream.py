@@ -53,7 +53,7 @@ from logout_middleware.store import AsyncRedisStore
 from logout_middleware.topology import REDIS_ERRORS
 
 from .redisutil import NOT_COMMANDS, RedisSide, Usage
-from .server import ROOT, pin
+from .server import ROOT, LineHelper, pin
 from .settings import Settings
 from .stats import median, percentiles_ms, rotate
 from .traffic import TOKEN
@@ -261,26 +261,10 @@ def main(argv: list[str] | None = None) -> None:
 # -- the suite's side ----------------------------------------------------------------------
 
 
-@dataclass
-class _Helper:
-    process: subprocess.Popen[str]
-
-    def ask(self, line: str) -> str:
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
-        return self.process.stdout.readline().strip()
-
-    def read(self) -> str:
-        assert self.process.stdout is not None
-        return self.process.stdout.readline().strip()
-
-
 @contextmanager
 def _helper(
     side: RedisSide, kind: str, writers: int, duration: float, nonce: str, cpu: int | None
-) -> Iterator[_Helper]:
+) -> Iterator[LineHelper]:
     command = [
         sys.executable,
         "-m",
@@ -304,7 +288,7 @@ def _helper(
         command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     ) as process:
         try:
-            yield _Helper(process)
+            yield LineHelper(process)
         finally:
             assert process.stdin is not None
             process.stdin.close()
@@ -379,7 +363,7 @@ def stream_throughput(
             kinds.append("xadd-batch")
         configs = [(side, kind) for kind in kinds for side in sides]
         with ExitStack() as stack:
-            running: list[tuple[_Series, _Helper]] = []
+            running: list[tuple[_Series, LineHelper]] = []
             for side, kind in configs:
                 helper = stack.enter_context(
                     _helper(
