@@ -237,6 +237,8 @@ class BaseHTTPLogout(BaseHTTPMiddleware):
         self.redis = redis.asyncio.Redis.from_url(redis_url)
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        """Starlette's hook: the logout URI answered here, a denylisted bearer token
+        refused, anything else passed to ``call_next``."""
         if request.url.path == LOGOUT_PATH:
             if request.method != "POST":
                 return PlainTextResponse("Method Not Allowed", status_code=405)

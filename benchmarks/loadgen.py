@@ -38,6 +38,7 @@ class LoadResult:
 
     @property
     def rps(self) -> float:
+        """Requests per second over the run (0 for an empty run)."""
         return self.requests / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def unexpected(self, expected: int) -> int:

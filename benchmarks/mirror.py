@@ -118,6 +118,8 @@ class StalenessRow:
     exec_p50_us: float = math.nan
 
     def finish(self) -> StalenessRow:
+        """Fill the percentiles (microseconds) from the samples; returns the row."""
+
         def pct(values: list[float], fraction: float) -> float:
             return percentile(sorted(values), fraction) if values else math.nan
 

@@ -229,6 +229,7 @@ class Usage:
 
     @property
     def commands(self) -> int:
+        """Commands Redis counted in all (every command's calls summed)."""
         return sum(self.calls.values())
 
     def per(self, requests: int) -> dict[str, float]:

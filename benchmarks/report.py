@@ -1001,6 +1001,8 @@ def _short_trips(row: ServerRow | None) -> str:
 
 
 def markdown(results: Results, charts: Sequence[str]) -> str:
+    """``results.md``: machine, headline, targets, charts (file names) and each section's
+    tables."""
     meta = results.meta
     m = meta["machine"]
     s = meta["settings"]
@@ -1840,8 +1842,10 @@ def write(results: Results, out: Path) -> list[Path]:
 
 
 def python_command() -> str:
+    """The command line of this run, as the report quotes it."""
     return "python -m benchmarks " + " ".join(sys.argv[1:])
 
 
 def now() -> str:
+    """The current time in UTC, to the minute, as the report prints it."""
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -53,6 +53,8 @@ def pin(cpu: int | None) -> None:
 
 @dataclass
 class Server:
+    """One measured app's server process: its stack, app, port, process and log file."""
+
     stack: Stack
     app: str
     port: int
@@ -145,6 +147,7 @@ class Servers:
                 time.sleep(0.05)
 
     def port(self, stack: Stack, app: str) -> int:
+        """The loopback port the server of ``(stack, app)`` listens on."""
         return self.servers[stack, app].port
 
     def stop(self, stack: Stack, app: str) -> None:

@@ -150,6 +150,8 @@ def update_readme(md: str, readme: Path = README) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks``: run the chosen sections and write the report; returns
+    the exit code, 0."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Measure logout-middleware against bare apps and hand-written logout.",

@@ -64,6 +64,7 @@ class Variant:
     wsgi: Callable[[WSGIApplication, str], WSGIApplication] | None = None
 
     def config(self, redis_url: str) -> LogoutConfig:
+        """The variant's settings on the Redis at ``redis_url``."""
         return LogoutConfig(redis_url=redis_url, **self.settings)
 
     @property

@@ -298,6 +298,7 @@ class Walk:
         self.print("=" * len(title))
 
     def print(self, line: str) -> None:
+        """Print ``line`` and keep it (a failed walk shows what it saw)."""
         self.lines.append(line)
         self._out(line)
 
@@ -345,6 +346,8 @@ class Browser:
         token: str | None = None,
         form: dict[str, str] | None = None,
     ) -> httpx.Response:
+        """Send one request with the session ``cookie`` and bearer ``token`` given (the
+        walk's own, not a cookie jar's), and a form body."""
         headers = {}
         if cookie is not None:
             headers["Cookie"] = f"{SESSION_COOKIE}={cookie}"
@@ -356,6 +359,7 @@ class Browser:
             self.http.cookies.clear()
 
     def close(self) -> None:
+        """Close the HTTP client."""
         self.http.close()
 
 
