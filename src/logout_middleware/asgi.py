@@ -28,7 +28,6 @@ import redis.asyncio
 
 from .config import LogoutConfig
 from .core import Check, LogoutCore, RequestHead, Response, Route, Verdict
-from .core.checks import SAFE_METHODS
 from .events import AsyncListener, Listener, anotify, listeners
 from .store import AsyncRedisStore, adrive
 
@@ -117,7 +116,7 @@ class LogoutMiddleware:
                 cookie is not None
                 or authorization is not None
                 # A login without credentials yet may issue a session.
-                or (core.checks.learns and scope.get("method", "GET") not in SAFE_METHODS)
+                or (core.checks.learns and core.checks.watches(None, scope.get("method", "GET")))
             ):
                 await self._checked(scope, receive, send, cookie, authorization)
                 return

@@ -27,7 +27,6 @@ from werkzeug.wsgi import get_host, get_input_stream
 
 from .config import LogoutConfig
 from .core import Check, LogoutCore, RequestHead, Response, Route, Verdict
-from .core.checks import SAFE_METHODS
 from .events import Listener, listeners, notify, sync_only
 from .store import RedisStore, drive
 
@@ -81,7 +80,10 @@ class WSGILogoutMiddleware:
                 cookie
                 or authorization
                 # A login without credentials yet may issue a session.
-                or (core.checks.learns and environ.get("REQUEST_METHOD", "GET") not in SAFE_METHODS)
+                or (
+                    core.checks.learns
+                    and core.checks.watches(None, environ.get("REQUEST_METHOD", "GET"))
+                )
             ):
                 return self._checked(environ, start_response, cookie, authorization)
         return self.app(environ, start_response)

@@ -35,7 +35,6 @@ from .tokens import TokenClaims, bearer_token, cookie_token, read_claims
 
 __all__ = [
     "CACHE_SIZE",
-    "SAFE_METHODS",
     "SESSION_REREAD",
     "KnownSession",
     "KnownToken",
@@ -48,7 +47,7 @@ SESSION_REREAD = 60.0
 #: How many tokens and sessions each cache holds; a full cache starts again empty.
 CACHE_SIZE = 10_000
 #: Methods that do not log anyone in (RFC 9110 section 9.2.1, safe methods).
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -415,7 +414,7 @@ class RequestChecks:
         callback is a ``GET``)."""
         if not self.learns:
             return False
-        if method not in SAFE_METHODS or saved:
+        if method not in _SAFE_METHODS or saved:
             return True
         read_at = session.read_at
         return read_at is None or self._monotonic() - read_at >= SESSION_REREAD
@@ -435,7 +434,7 @@ class RequestChecks:
         a request of a session read as anonymous (an OpenID Connect callback may log it
         in without renewing its id)."""
         return self.learns and (
-            method not in SAFE_METHODS or (session is not None and self.anonymous(session))
+            method not in _SAFE_METHODS or (session is not None and self.anonymous(session))
         )
 
     def issued(
