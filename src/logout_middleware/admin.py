@@ -77,14 +77,16 @@ def revoke(
     redis: Any = None,
 ) -> LogoutEvent:
     """Revoke a subject (every session in its index and every JWT issued up to now), a
-    session id, a token, or several at once, in one transaction; return the event,
-    also appended to the audit stream (``reason=admin``).
+    session id, a token, or several at once, in one transaction (on a Redis Cluster, the
+    key writes then the audit entry); return the event, also appended to the audit
+    stream (``reason=admin``).
 
     :param subject: the user id, as sessions and JWTs carry it.
     :param session_id: a session id as the session store names it (not the signed cookie).
     :param token: a bearer token, text or bytes.
     :param config: the settings; None reads ``LOGOUT_*``.
-    :param redis: a ``redis.Redis`` to use instead of ``LOGOUT_REDIS_URL``.
+    :param redis: a ``redis.Redis`` (or a ``RedisCluster``) to use instead of
+        ``LOGOUT_REDIS_URL``.
     :raises ValueError: when nothing to revoke is given.
     :raises ConfigError: when there is no Redis to write to, or a setting is invalid.
     :raises RevocationFailed: when Redis failed; the revocation is not in force (run it

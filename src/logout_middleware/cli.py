@@ -182,7 +182,8 @@ def cli() -> None:
 @click.option("--token", is_flag=True, help="Read a bearer token from stdin and revoke it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the audit event as JSON.")
 def revoke_command(subject: str | None, session: bool, token: bool, as_json: bool) -> None:
-    """Revoke a subject, a session and/or a token, in one transaction.
+    """Revoke a subject, a session and/or a token, in one transaction (two pipelines
+    on a Redis Cluster).
 
     Session ids and tokens are read from stdin, one line each (session first when both
     are given), so they never appear in the shell history or the process list. Prints

@@ -38,7 +38,8 @@ Flow = Generator[Any, Any, _T]
 
 @dataclass(frozen=True, slots=True)
 class StoreOps:
-    """The server-side writes of one logout, made by a store in one ``MULTI``/``EXEC``.
+    """The server-side writes of one logout, made by a store in one ``MULTI``/``EXEC``
+    (on a Redis Cluster, in two pipelines: the keys, then the audit entries).
 
     ``delete``: session record keys to delete (the ``DEL`` count is reported).
     ``sets``: ``(key, value, ttl seconds)`` for ``SET key value EX ttl``: revoked tokens,
