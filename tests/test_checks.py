@@ -172,7 +172,7 @@ def test_not_live_skips_what_the_mirror_holds() -> None:
     assert checks.check(session, token) == Check(
         session_key=None, token_key=token.key, not_before_key=None
     )
-    assert checks.answer(session, token, Checked(False, False, 0.0)) == Verdict(strip=session)
+    assert checks.answer(session, token, Checked(False, False, 0.0)) == Verdict(strip=(session,))
 
 
 def test_not_live_revoked_session_alone_needs_no_question() -> None:
@@ -181,7 +181,7 @@ def test_not_live_revoked_session_alone_needs_no_question() -> None:
     session = checks.session("session=s1")
     assert session is not None
     mirror.add(sessions=[session.hash])
-    assert checks.check(session, None) == Verdict(strip=session)
+    assert checks.check(session, None) == Verdict(strip=(session,))
 
 
 # -- answer: Redis's replies -----------------------------------------------------------
@@ -247,7 +247,8 @@ def test_answer(
     assert mirror is not None
     session, token = credentials(checks, cookie, authorization)
     assert isinstance(checks.check(session, token), Check)
-    expected = {"pass": PASS, "refuse": REFUSE, "strip": Verdict(strip=session)}[outcome]
+    stripped = Verdict(strip=(session,) if session is not None else ())
+    expected = {"pass": PASS, "refuse": REFUSE, "strip": stripped}[outcome]
     assert checks.answer(session, token, checked) == expected
     if session is not None:
         # A session Redis says is revoked is remembered (for settle()).
@@ -280,7 +281,7 @@ def test_answer_redis_failed_still_strips_known_revoked_session(on_check_error: 
     session = checks.session("session=s1")
     assert session is not None
     mirror.add(sessions=[session.hash])
-    assert checks.answer(session, None, None) == Verdict(strip=session)
+    assert checks.answer(session, None, None) == Verdict(strip=(session,))
 
 
 def test_answer_redis_failed_deny_still_covers_the_token() -> None:
@@ -361,7 +362,7 @@ def test_revoked_session_is_stripped() -> None:
     assert checks.revoked_since(session) is False
     mirror.add(sessions=[session.hash])
     assert checks.revoked_since(session) is True
-    assert checks.check(session, None) == Verdict(strip=session)
+    assert checks.check(session, None) == Verdict(strip=(session,))
 
 
 def test_revoked_session_with_clean_token_is_stripped() -> None:
@@ -370,7 +371,7 @@ def test_revoked_session_with_clean_token_is_stripped() -> None:
     session, token = credentials(checks, "session=s1", bearer())
     assert session is not None
     mirror.add(sessions=[session.hash])
-    assert checks.check(session, token) == Verdict(strip=session)
+    assert checks.check(session, token) == Verdict(strip=(session,))
 
 
 def test_tokens_off_ignores_revoked_token() -> None:
@@ -629,6 +630,6 @@ def test_a_revoked_token_cookie_is_stripped_not_refused(redis_answers: bool) -> 
     else:
         mirror.add(sessions=[session.hash], tokens=[token.hash])
         verdict = checks.answer(session, token, None)
-    assert verdict == Verdict(strip=session, strip_token=True)
+    assert verdict == Verdict(strip=(session,), strip_token=True)
     refused = checks.answer(None, as_bearer, Checked(False, True, 0.0) if redis_answers else None)
     assert refused == REFUSE

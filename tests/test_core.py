@@ -1651,7 +1651,7 @@ def test_records_of() -> None:
 )
 def test_without_session_cookie(cookie: str, expected: str) -> None:
     strip = make_core().checks.known_session("s1")
-    assert make_core().without_cookies(cookie, Verdict(strip=strip)) == expected
+    assert make_core().without_cookies(cookie, Verdict(strip=(strip,))) == expected
 
 
 @pytest.mark.parametrize(
@@ -1667,7 +1667,7 @@ def test_without_session_cookie(cookie: str, expected: str) -> None:
 )
 def test_expiry_for(set_cookies: list[str], expires: bool) -> None:
     core = make_core()
-    verdict = Verdict(strip=core.checks.known_session("s1"))
+    verdict = Verdict(strip=(core.checks.known_session("s1"),))
     found = core.expiries_for(set_cookies, secure=True, verdict=verdict)
     if not expires:
         assert found == []

@@ -800,8 +800,7 @@ def test_cache_sees_other_process_revocation(
     assert cached.mirror.session_revoked(member(h("s-new"))) is True
     assert cached.verdict(authorization=b"Bearer new") == Verdict(refuse=True)
     stripped = cached.verdict(cookie="session=s-new")
-    assert stripped.strip is not None
-    assert stripped.strip.sid == "s-new"
+    assert [session.sid for session in stripped.strip] == ["s-new"]
 
 
 @pytest.mark.parametrize("stray", ["key", "stream-entry"])

@@ -137,23 +137,28 @@ class LogoutMiddleware:
         if authorization is _TWO:
             await self._refuse(scope, receive, send, core.duplicate_authorization)
             return
-        session, token, in_cookie = checks.credentials(cookie, authorization)
-        if session is not None or token is not None or in_cookie:
+        found = checks.credentials(cookie, authorization)
+        session = found.session
+        if found:
             if self.store is not None:
                 self.store.follow()
-            verdict = checks.check(session, token)
+            verdict = checks.check(session, found.token)
             if isinstance(verdict, Check):
                 answer = await self.store.check(verdict) if self.store is not None else None
-                verdict = checks.answer(session, token, answer)
+                verdict = checks.answer(session, found.token, answer)
             if verdict.refuse or verdict.unavailable:
                 refusal = core.revoked if verdict.refuse else core.check_unavailable
                 await self._refuse(scope, receive, send, refusal)
                 return
-            if in_cookie:
-                flow = core.check_cookie_tokens(verdict, in_cookie)
-                verdict = await adrive(flow, self.store, core.verifier)
-            if (verdict.strip is not None or verdict.strip_token) and cookie is not None:
-                scope, send = self._without(scope, send, cookie, verdict)
+            if found.cookie_tokens or len(found.sessions) > 1:
+                verdict = await adrive(core.check_copies(verdict, found), self.store, core.verifier)
+                session = verdict.keep or session
+            if verdict.rewrites and cookie is not None:
+                without = self._without(scope, send, cookie, verdict)
+                if without is None:
+                    await self._refuse(scope, receive, send, core.ambiguous_cookie)
+                    return
+                scope, send = without
         # Then settle the session, and any session the response issues (a login):
         # LogoutCore.settle, with the response's Set-Cookie values when watched.
         method = scope.get("method", "GET")
@@ -165,9 +170,10 @@ class LogoutMiddleware:
         if session is None and not watched:
             return
         seen = watched[0] if watched else None
-        if core.unsettled(session, method, seen):
+        if core.unsettled(session, method, seen, found.sessions):
             try:
-                await adrive(core.settle(session, method, seen), self.store, core.verifier)
+                flow = core.settle(session, method, seen, found.sessions)
+                await adrive(flow, self.store, core.verifier)
             except Exception:
                 logger.exception("session bookkeeping failed")
 
@@ -182,12 +188,15 @@ class LogoutMiddleware:
 
     def _without(
         self, scope: Scope, send: Send, cookie: bytes, verdict: Verdict
-    ) -> tuple[Scope, Send]:
+    ) -> tuple[Scope, Send] | None:
         """The scope without the cookies ``verdict`` takes out (``cookie``: the request's
-        ``Cookie`` headers, joined), and a ``send`` that expires them in the response
-        (unless the app sets a new one)."""
+        ``Cookie`` headers, joined into one), and a ``send`` that expires them in the
+        response (unless the app sets a new one); None when they cannot be taken out
+        (:meth:`LogoutCore.without_cookies`)."""
         core = self.core
         remaining = core.without_cookies(cookie.decode("latin-1"), verdict)
+        if remaining is None:
+            return None
         headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
         if remaining:
             headers.append((b"cookie", remaining.encode("latin-1")))

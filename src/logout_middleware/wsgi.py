@@ -99,25 +99,29 @@ class WSGILogoutMiddleware:
         settle its session and any session the response issued."""
         core = self.core
         checks = core.checks
-        session, token, in_cookie = checks.credentials(
+        found = checks.credentials(
             cookie, authorization.encode("latin-1") if authorization else None
         )
-        if session is not None or token is not None or in_cookie:
+        session = found.session
+        if found:
             if self.store is not None:
                 self.store.follow()
-            verdict = checks.check(session, token)
+            verdict = checks.check(session, found.token)
             if isinstance(verdict, Check):
                 answer = self.store.check(verdict) if self.store is not None else None
-                verdict = checks.answer(session, token, answer)
+                verdict = checks.answer(session, found.token, answer)
             if verdict.refuse:
                 return _send(start_response, core.revoked)
             if verdict.unavailable:
                 return _send(start_response, core.check_unavailable)
-            if in_cookie:
-                flow = core.check_cookie_tokens(verdict, in_cookie)
-                verdict = drive(flow, self.store, core.verifier)
-            if verdict.strip is not None or verdict.strip_token:
-                environ, start_response = self._without(environ, start_response, verdict)
+            if found.cookie_tokens or len(found.sessions) > 1:
+                verdict = drive(core.check_copies(verdict, found), self.store, core.verifier)
+                session = verdict.keep or session
+            if verdict.rewrites:
+                without = self._without(environ, start_response, verdict)
+                if without is None:
+                    return _send(start_response, core.ambiguous_cookie)
+                environ, start_response = without
         # Then settle the session, and any session the response issues (a login):
         # LogoutCore.settle, with the response's Set-Cookie values when watched.
         method = environ.get("REQUEST_METHOD", "GET")
@@ -129,22 +133,24 @@ class WSGILogoutMiddleware:
         if session is None and not watched:
             return result
         seen = watched[0] if watched else None
-        if core.unsettled(session, method, seen):
+        if core.unsettled(session, method, seen, found.sessions):
             try:
-                drive(core.settle(session, method, seen), self.store, core.verifier)
+                drive(core.settle(session, method, seen, found.sessions), self.store, core.verifier)
             except Exception:
                 logger.exception("session bookkeeping failed")
         return result
 
     def _without(
         self, environ: WSGIEnvironment, start_response: StartResponse, verdict: Verdict
-    ) -> tuple[WSGIEnvironment, StartResponse]:
+    ) -> tuple[WSGIEnvironment, StartResponse] | None:
         """The environ without the cookies ``verdict`` takes out, and a
         ``start_response`` that expires them in the response (unless the app sets a new
-        one)."""
+        one); None when they cannot be taken out (:meth:`LogoutCore.without_cookies`)."""
         core = self.core
-        environ = dict(environ)
         remaining = core.without_cookies(environ.get("HTTP_COOKIE", ""), verdict)
+        if remaining is None:
+            return None
+        environ = dict(environ)
         if remaining:
             environ["HTTP_COOKIE"] = remaining
         else:

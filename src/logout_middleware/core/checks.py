@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from ..config import LogoutConfig
-from .cookies import cookie_value, cookie_values, set_cookie_value, sets_cookie
+from .cookies import cookie_values, set_cookie_value, sets_cookie
 from .ops import Check, Checked
 from .revocation import RevocationKeys, RevocationMirror, member, oidc_sid_hash, sha256_hex
 from .sessions import SessionIds
@@ -36,6 +36,7 @@ from .tokens import TokenClaims, bearer_token, cookie_token, read_claims
 __all__ = [
     "CACHE_SIZE",
     "SESSION_REREAD",
+    "Credentials",
     "KnownSession",
     "KnownToken",
     "RequestChecks",
@@ -114,24 +115,60 @@ class KnownToken:
 
 
 @dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a request carries, as its framework may read it.
+
+    ``sessions``: every distinct session id in the session cookie's copies
+    (:func:`~.cookies.cookie_values`), the first copy's first. ``token``: the token the
+    request is checked by (the bearer token, else the token cookie's one value).
+    ``cookie_tokens``: the token cookie's other values (beside a bearer token, or from
+    a cookie sent more than once), checked after the main verdict.
+    """
+
+    sessions: tuple[KnownSession, ...] = ()
+    token: KnownToken | None = None
+    cookie_tokens: tuple[KnownToken, ...] = ()
+
+    @property
+    def session(self) -> KnownSession | None:
+        """The first copy's session, or None."""
+        return self.sessions[0] if self.sessions else None
+
+    def __bool__(self) -> bool:
+        """Whether the request carries any credential to check."""
+        return bool(self.sessions or self.token is not None or self.cookie_tokens)
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """What to do with a request after its checks.
 
-    ``refuse``: True to answer with :attr:`RequestChecks.refusal` (the app is not
+    ``refuse``: True to answer with :attr:`LogoutCore.revoked` (the app is not
     called). ``unavailable``: True to answer ``503`` (the check failed and
-    ``LOGOUT_ON_CHECK_ERROR`` is ``deny``). ``strip``: the revoked session whose cookie
-    must be taken out of the request and expired in the response. ``strip_token``: the
-    same for the token cookie, whose token is revoked (a browser with a stale cookie
-    still reaches the app, logged out, rather than getting ``401`` on every page).
+    ``LOGOUT_ON_CHECK_ERROR`` is ``deny``). ``strip``: the revoked sessions whose
+    cookie copies must be taken out of the request (and the cookie expired in the
+    response, unless ``keep``). ``strip_token``: the same for the token cookie, whose
+    token is revoked (a browser with a stale cookie still reaches the app, logged out,
+    rather than getting ``401`` on every page). ``keep``: for a request whose session
+    cookie carries more than one session id, the one left to the app (the first that
+    is not revoked), or None; every other copy is taken out, so that every framework
+    reads the same, checked, session.
     """
 
     refuse: bool = False
     unavailable: bool = False
-    strip: KnownSession | None = None
+    strip: tuple[KnownSession, ...] = ()
     strip_token: bool = False
+    keep: KnownSession | None = None
+
+    @property
+    def rewrites(self) -> bool:
+        """Whether the request's ``Cookie`` header must change before the app sees it."""
+        return bool(self.strip) or self.strip_token or self.keep is not None
 
 
 PASS = Verdict()
+_NOTHING = Credentials()
 _REFUSE = Verdict(refuse=True)
 _UNAVAILABLE = Verdict(unavailable=True)
 
@@ -167,7 +204,7 @@ class RequestChecks:
         self.learns = bool(config.session_subject or config.session_oidc_sid)
         #: ``LOGOUT_TOKEN_COOKIE``: the cookie that carries a token, or None.
         self.token_cookie = config.token_cookie
-        self._by_header: _Bounded[str | bytes, KnownSession | None] = _Bounded()
+        self._by_header: _Bounded[str | bytes, Credentials] = _Bounded()
         #: Whether sessions are checked (Redis configured); tokens also need
         #: ``LOGOUT_REVOKE_TOKENS``.
         self.sessions = mirror is not None
@@ -175,27 +212,55 @@ class RequestChecks:
 
     # -- what the request carries ------------------------------------------------
 
-    def session(self, cookie_header: str | bytes) -> KnownSession | None:
-        """The request's session, from its ``Cookie`` header (text, or latin-1 bytes as
-        ASGI gives it), or None. Cached by the whole header: a browser sends the same one
-        request after request."""
-        cached = self._by_header.data
-        if cookie_header in cached:
-            return cached[cookie_header]
+    def cookie_credentials(self, cookie_header: str | bytes) -> Credentials:
+        """What a ``Cookie`` header (text, or latin-1 bytes as ASGI gives it) carries:
+        every distinct session in the session cookie's copies and every token in the
+        token cookie's, in order (:func:`~.cookies.cookie_values`: a copy the app's
+        framework may read is never left unchecked). Cached by the whole header: a
+        browser sends the same one request after request."""
+        cached = self._by_header.data.get(cookie_header)
+        if cached is not None:
+            return cached
         text = (
             cookie_header.decode("latin-1") if isinstance(cookie_header, bytes) else cookie_header
         )
-        return self._by_header.put(cookie_header, self._session(text))
+        sessions = self._sessions(text)
+        token_cookie = self.token_cookie
+        tokens = self._cookie_tokens(text, token_cookie) if token_cookie is not None else ()
+        found = (
+            Credentials(sessions, tokens[0])
+            if len(tokens) == 1
+            else Credentials(sessions, None, tokens)
+        )
+        return self._by_header.put(cookie_header, found)
 
-    def _session(self, cookie_header: str) -> KnownSession | None:
-        value = cookie_value(cookie_header, self._cookie)
-        if value is None:
-            return None
+    def cookie_sessions(self, cookie_header: str | bytes) -> tuple[KnownSession, ...]:
+        """Every distinct session the session cookie carries
+        (:meth:`cookie_credentials`), the first copy's first."""
+        return self.cookie_credentials(cookie_header).sessions
+
+    def session(self, cookie_header: str | bytes) -> KnownSession | None:
+        """The first of :meth:`cookie_sessions`, or None."""
+        return self.cookie_credentials(cookie_header).session
+
+    def _sessions(self, cookie_header: str) -> tuple[KnownSession, ...]:
+        found: dict[str, KnownSession] = {}
         data = self._by_value.data
-        if value in data:
-            return data[value]
-        sid = self._ids.session_id(value)
-        return self._by_value.put(value, self.known_session(sid) if sid else None)
+        for value in cookie_values(cookie_header, self._cookie):
+            if value in data:
+                known = data[value]
+            else:
+                sid = self._ids.session_id(value)
+                known = self._by_value.put(value, self.known_session(sid) if sid else None)
+            if known is not None and known.sid not in found:
+                found[known.sid] = known
+        return tuple(found.values())
+
+    def carries(self, session: KnownSession) -> Callable[[tuple[str, ...]], bool]:
+        """A test of a cookie copy's values (:func:`~.cookies.copy_values`): whether
+        one of them is ``session``'s id."""
+        ids = self._ids
+        return lambda values: any(ids.session_id(value) == session.sid for value in values)
 
     def known_session(self, sid: str) -> KnownSession:
         """The process's record of session ``sid``, made on first sight."""
@@ -237,41 +302,40 @@ class RequestChecks:
         return self._tokens.put(authorization, known)
 
     def cookie_tokens(self, cookie_header: str | bytes) -> tuple[KnownToken, ...]:
-        """Each distinct token the token cookie carries: a request may send the cookie
-        more than once, and which copy the app reads is its framework's choice, so every
-        copy is checked."""
-        if self.token_cookie is None:
-            return ()
-        text = (
-            cookie_header.decode("latin-1") if isinstance(cookie_header, bytes) else cookie_header
-        )
+        """Each distinct token the token cookie carries (:meth:`cookie_credentials`): a
+        request may send the cookie more than once, and which copy the app reads is its
+        framework's choice, so every copy is checked."""
+        found = self.cookie_credentials(cookie_header)
+        return (found.token,) if found.token is not None else found.cookie_tokens
+
+    def _cookie_tokens(self, cookie_header: str, name: str) -> tuple[KnownToken, ...]:
         found: dict[bytes, KnownToken] = {}
         data = self._tokens.data
-        for value in cookie_values(text, self.token_cookie):
+        for value in cookie_values(cookie_header, name):
             token = cookie_token(value)
             if token is None or token in found:
                 continue
-            cached = b"\0cookie " + token  # never an Authorization header's bytes
-            known = data.get(cached) or self._known_token(token, in_cookie=True)
-            self._tokens.put(cached, known)
-            found[token] = known
+            key = b"\0cookie " + token  # never an Authorization header's bytes
+            known = data.get(key) or self._tokens.put(key, self._known_token(token, in_cookie=True))
+            if known is not None:
+                found[token] = known
         return tuple(found.values())
 
     def credentials(
         self, cookie_header: str | bytes | None, authorization: bytes | None
-    ) -> tuple[KnownSession | None, KnownToken | None, tuple[KnownToken, ...]]:
-        """A request's credentials: its session, the token it is checked by (the bearer
-        token, else the token cookie's one value), and the token cookie's other values
-        (beside a bearer token, or from a cookie sent more than once), which
-        :meth:`LogoutCore.check_cookie_tokens` checks after the main verdict."""
-        session = self.session(cookie_header) if cookie_header else None
+    ) -> Credentials:
+        """A request's credentials (:class:`Credentials`), from its ``Cookie`` header
+        fields joined with ``; `` and its one ``Authorization`` header (either None when
+        absent). A bearer token is the request's token; the token cookie's values are
+        then checked beside it."""
         token = self.token(authorization) if authorization and self.tokens else None
-        if cookie_header and self.token_cookie is not None:
-            in_cookie = self.cookie_tokens(cookie_header)
-            if token is None and len(in_cookie) == 1:
-                return session, in_cookie[0], ()
-            return session, token, in_cookie
-        return session, token, ()
+        if not cookie_header:
+            return Credentials((), token) if token is not None else _NOTHING
+        found = self.cookie_credentials(cookie_header)
+        if token is None:
+            return found
+        in_cookie = (found.token,) if found.token is not None else found.cookie_tokens
+        return Credentials(found.sessions, token, in_cookie)
 
     def _known_token(self, token: bytes, *, in_cookie: bool = False) -> KnownToken:
         digest = sha256_hex(token)
@@ -317,12 +381,13 @@ class RequestChecks:
                 checks_token and token is not None and mirror.token_revoked(token.member)
             )
             revoked = session is not None and bool(mirror.session_revoked(session.member))
+            stripped = (session,) if revoked and session is not None else ()
             if token_revoked and token is not None:
-                return self._refused(token, session if revoked else None)
+                return self._refused(token, stripped)
             deny = self._on_check_error == "deny"
             if deny and (checks_token or (session is not None and not revoked)):
                 return _UNAVAILABLE
-            return Verdict(strip=session) if revoked else PASS
+            return Verdict(strip=stripped) if stripped else PASS
         verdict = self._judge(session, token, checked)
         return verdict if isinstance(verdict, Verdict) else PASS
 
@@ -374,15 +439,15 @@ class RequestChecks:
         )
         if refused and token is not None and not token.in_cookie:
             return _REFUSE
-        strip = session if session_revoked else None
-        if strip is not None:
-            mirror.add(sessions=(strip.hash,))
+        strip = (session,) if session_revoked and session is not None else ()
+        if strip:
+            mirror.add(sessions=(strip[0].hash,))
         if refused:
             return Verdict(strip=strip, strip_token=True)
-        return Verdict(strip=strip) if strip is not None else PASS
+        return Verdict(strip=strip) if strip else PASS
 
     @staticmethod
-    def _refused(token: KnownToken, strip: KnownSession | None) -> Verdict:
+    def _refused(token: KnownToken, strip: tuple[KnownSession, ...]) -> Verdict:
         """A revoked token's verdict: ``401`` for a bearer token; for the token cookie,
         the cookie taken out and expired (with the session's, when it is revoked too)."""
         return Verdict(strip=strip, strip_token=True) if token.in_cookie else _REFUSE

@@ -1,23 +1,30 @@
 """Cookies: finding the session cookie in a ``Cookie`` header, taking it out, and the
 ``Set-Cookie`` values that delete cookies with the attributes they were set with.
 
-Parsing of whole headers is werkzeug's (``werkzeug.sansio.http.parse_cookie``); the small
-scanners here exist for the per-request hot path, where only one cookie name matters (and
-their results are cached by the whole header).
+Which values an app may read for a cookie is decided by its framework's parser, and the
+parsers disagree (repeated names, spaces around ``=``, quoting, commas): every value any
+of them would hand the app is found (:func:`cookie_values`, with the parsers' own code
+where it is public: Werkzeug's ``parse_cookie``, the standard library's
+``SimpleCookie`` and ``_unquote``). Callers cache the result by the whole header.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Callable, Iterable
+from http.cookies import CookieError, SimpleCookie, _unquote
 from typing import Any
+from urllib.parse import unquote
 
 from werkzeug.http import dump_cookie
+from werkzeug.sansio.http import parse_cookie
 
 from ..config import LogoutConfig
 
 __all__ = [
     "cookie_value",
     "cookie_values",
+    "copy_values",
     "expire_cookie",
     "restore_cookie",
     "set_cookie_value",
@@ -26,33 +33,59 @@ __all__ = [
 ]
 
 
-def cookie_values(header: str, name: str) -> list[str]:
-    """The value of every cookie called ``name`` in a ``Cookie`` header (RFC 6265
-    section 5.4: ``name=value`` pairs joined by ``; ``), in order, surrounding double
-    quotes removed, empty ones left out. A request may carry a name twice (cookies of
-    other paths or domains, or a forged copy): which one an app reads is its framework's
-    choice."""
-    found: list[str] = []
-    start = 0
-    length = len(name)
-    while True:
-        at = header.find(name, start)
-        if at < 0:
-            return found
-        end = at + length
-        before = header[at - 1] if at else ";"
-        if header[end : end + 1] == "=" and (before in "; "):
-            stop = header.find(";", end)
-            value = _unquoted(header[end + 1 : stop if stop >= 0 else len(header)].strip())
-            if value:
-                found.append(value)
-        start = end
+def cookie_values(header: str, name: str) -> tuple[str, ...]:
+    """Every value that an app's framework may read for the cookie called ``name`` in a
+    ``Cookie`` header, in order of first appearance, each once, empty ones left out.
+
+    The frameworks disagree (``shared/notes/cookie-parsers.md``), so this is the union
+    of what each of their parsers hands the app:
+
+    * Starlette, Django and Litestar split the header on ``;``, the name from the value
+      at the first ``=``, strip both with :meth:`str.strip` (every Unicode space, so
+      ``name =v``, ``name\t=v`` and ``name\xa0=v`` are the cookie ``name``) and undo the
+      standard library's quoting (``"..."`` with backslash and octal escapes); Starlette
+      and Django keep the last copy. Litestar also percent-decodes the value.
+    * Werkzeug (Flask, Quart) keeps every copy and reads the first; its header is the
+      WSGI text decoded again as UTF-8.
+    * The standard library's :class:`http.cookies.SimpleCookie` also takes spaces and
+      commas between pairs (``x=1, name=v``) and keeps the last copy.
+
+    ``header`` is the request's ``Cookie`` header fields joined with ``; `` (RFC 9113
+    section 8.2.3), as latin-1 text. A request may carry a name twice (cookies of other
+    paths or domains, or a forged copy): which copy an app reads is its framework's
+    choice, so every copy must be checked.
+    """
+    if name not in header:  # no parser changes a cookie's name
+        return ()
+    found: dict[str, None] = {}
+    # Starlette, Django and Litestar call the standard library's ``_unquote`` themselves.
+    for chunk in header.split(";"):
+        key, sep, value = chunk.partition("=")
+        if sep and key.strip() == name:
+            found.update(dict.fromkeys(copy_values(value)))
+    for text in _werkzeug_texts(header):
+        for value in parse_cookie(text).getlist(name):
+            found[value] = None
+    jar: SimpleCookie = SimpleCookie()
+    with contextlib.suppress(CookieError):
+        jar.load(header)
+    morsel = jar.get(name)
+    if morsel is not None:
+        found[morsel.value] = None
+    found.pop("", None)
+    return tuple(found)
+
+
+def _werkzeug_texts(header: str) -> tuple[str, ...]:
+    """The header as Werkzeug parses it: as given, and (when not ASCII) decoded again as
+    UTF-8 the way Werkzeug decodes a WSGI environ's text."""
+    if header.isascii():
+        return (header,)
+    return (header, header.encode("latin-1", "replace").decode("utf-8", "replace"))
 
 
 def cookie_value(header: str, name: str) -> str | None:
-    """The value of the first cookie called ``name`` in a ``Cookie`` header, or None
-    when absent or empty (:func:`cookie_values`). Browsers send the most specific
-    cookie first."""
+    """The first of :func:`cookie_values`, or None when there is none."""
     values = cookie_values(header, name)
     return values[0] if values else None
 
@@ -64,12 +97,36 @@ def _unquoted(value: str) -> str:
     return value
 
 
-def without_cookie(header: str, name: str) -> str:
-    """The ``Cookie`` header with every cookie called ``name`` removed, the others kept
-    in order."""
-    kept = [
-        part for part in header.split(";") if part.strip() and part.split("=", 1)[0].strip() != name
-    ]
+def copy_values(chunk_value: str) -> tuple[str, ...]:
+    """The values one ``name=value`` chunk gives the cookie in the splitting parsers
+    (Starlette, Django, Litestar): ``chunk_value`` is the text after the first ``=``."""
+    value = _unquote(chunk_value.strip())
+    if "%" in value:
+        return (value, unquote(value))
+    return (value,)
+
+
+def without_cookie(
+    header: str, name: str, keep: Callable[[tuple[str, ...]], bool] | None = None
+) -> str:
+    """The ``Cookie`` header with every copy of the cookie called ``name`` removed, the
+    other cookies kept in order: every ``;``-separated chunk whose name is ``name`` once
+    stripped (as the splitting parsers see it; :func:`cookie_values`).
+
+    :param keep: when given, the first copy whose values (:func:`copy_values`) it
+        accepts stays, in its place; every other copy goes.
+    """
+    kept: list[str] = []
+    keeping = keep is not None
+    for chunk in header.split(";"):
+        if not chunk.strip():
+            continue
+        key, sep, value = chunk.partition("=")
+        if key.strip() != name:
+            kept.append(chunk)
+        elif keeping and sep and keep is not None and keep(copy_values(value)):
+            kept.append(chunk)
+            keeping = False
     return ";".join(kept).strip()
 
 

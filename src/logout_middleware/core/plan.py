@@ -33,13 +33,12 @@ from datetime import datetime, timezone
 from typing import Literal
 
 from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.sansio.http import parse_cookie
 
 from ..config import ConfigError, LogoutConfig
 from ..events import EventType, LogoutEvent, Reason, SubjectSource
 from .admission import same_origin, wants_json
-from .checks import KnownSession, KnownToken, RequestChecks, Verdict
-from .cookies import expire_cookie, restore_cookie, sets_cookie, without_cookie
+from .checks import Credentials, KnownSession, KnownToken, RequestChecks, Verdict
+from .cookies import cookie_value, expire_cookie, restore_cookie, sets_cookie, without_cookie
 from .forms import request_params
 from .messages import RequestHead, Response, json_response, text_response
 from .oidc import LogoutTokenClaims, LogoutTokenError, OIDCProvider, end_session_url
@@ -219,6 +218,13 @@ class LogoutCore:
                 ("Cache-Control", "no-store"),
             ),
         )
+        #: Answer to a request whose ``Cookie`` header carries a revoked session or token
+        #: where it cannot be taken out (a pair that only some parsers read, such as
+        #: ``x=1, session=...``): which one the app reads is the framework's choice, so
+        #: the request does not reach it.
+        self.ambiguous_cookie = text_response(
+            400, "Bad Request: a cookie of an ended session cannot be taken out.\n"
+        )
         #: Answer when revocation cannot be checked and ``on_check_error`` is ``deny``.
         self.check_unavailable = text_response(
             503, "Service Unavailable: revocation cannot be checked.\n", ("Retry-After", "5")
@@ -270,41 +276,77 @@ class LogoutCore:
             return found
         return self._routes.get(path[len(root_path) :])
 
-    def check_cookie_tokens(self, verdict: Verdict, tokens: Iterable[KnownToken]) -> Flow[Verdict]:
-        """``verdict``, with the token cookie taken out as well when any of ``tokens``
-        (the token cookie's values that :meth:`~.checks.RequestChecks.credentials` did
-        not check as the request's token: beside a bearer header, or sent more than
-        once) is revoked. One Redis check per token the mirror cannot answer for."""
-        checks = self.checks
-        for token in tokens:
+    def check_copies(self, verdict: Verdict, found: Credentials) -> Flow[Verdict]:
+        """``verdict`` (of the request's first session and its token), completed with
+        what the other copies of its cookies say: every further session id in the
+        session cookie, and the token cookie's values that
+        :meth:`~.checks.RequestChecks.credentials` did not check as the request's token
+        (beside a bearer header, or sent more than once). A revoked one is taken out
+        (:attr:`Verdict.strip`, :attr:`Verdict.strip_token`); of several sessions, the
+        first that is not revoked is the one left to the app (:attr:`Verdict.keep`).
+        One Redis check per credential the mirror cannot answer for; none when the
+        request carries one copy of each (the common case)."""
+        if len(found.sessions) > 1:
+            revoked = list(verdict.strip)
+            for session in found.sessions[1:]:
+                judged = yield from self._check_one(session, None)
+                revoked += judged.strip
+            ended = {session.sid for session in revoked}
+            keep = next((s for s in found.sessions if s.sid not in ended), None)
+            verdict = replace(verdict, strip=tuple(revoked), keep=keep)
+        for token in found.cookie_tokens:
             if verdict.strip_token:
                 break
-            asked = checks.check(None, token)
-            if isinstance(asked, Check):
-                answer: Checked | None = yield asked
-                found = checks.answer(None, token, answer)
-            else:
-                found = asked
-            if found.strip_token:
+            judged = yield from self._check_one(None, token)
+            if judged.strip_token:
                 verdict = replace(verdict, strip_token=True)
         return verdict
 
-    def without_cookies(self, cookie_header: str, verdict: Verdict) -> str:
-        """The ``Cookie`` header with the cookies ``verdict`` takes out: the session
-        cookie of a revoked session, the token cookie of a revoked token."""
+    def _check_one(self, session: KnownSession | None, token: KnownToken | None) -> Flow[Verdict]:
+        """The verdict of one credential, asking Redis when the mirror cannot say."""
+        checks = self.checks
+        asked = checks.check(session, token)
+        if isinstance(asked, Check):
+            answer: Checked | None = yield asked
+            return checks.answer(session, token, answer)
+        return asked
+
+    def without_cookies(self, cookie_header: str, verdict: Verdict) -> str | None:
+        """The ``Cookie`` header with the cookies ``verdict`` takes out: every copy of
+        the session cookie that carries a revoked session, or, with
+        :attr:`Verdict.keep`, every copy but the first that carries the kept session;
+        every copy of the token cookie of a revoked token.
+
+        None when a revoked session or token would still reach the app: a parser finds
+        a copy that is not a ``;``-separated pair of its own (``x=1, session=...``, as
+        :class:`http.cookies.SimpleCookie` reads it). The adapters then answer
+        :attr:`ambiguous_cookie`."""
         config = self.config
-        if verdict.strip is not None:
-            cookie_header = without_cookie(cookie_header, config.session_cookie)
+        checks = self.checks
+        if verdict.strip or verdict.keep is not None:
+            keep = verdict.keep
+            keeps = None if keep is None else checks.carries(keep)
+            cookie_header = without_cookie(cookie_header, config.session_cookie, keeps)
+            ended = {session.sid for session in verdict.strip}
+            if any(s.sid in ended for s in checks.cookie_sessions(cookie_header)):
+                return None
         if verdict.strip_token and config.token_cookie:
             cookie_header = without_cookie(cookie_header, config.token_cookie)
+            if checks.cookie_tokens(cookie_header):
+                return None
         return cookie_header
 
     def expiries_for(self, set_cookies: list[str], secure: bool, verdict: Verdict) -> list[str]:
         """The ``Set-Cookie`` values to add to the app's response to a request whose
         cookies ``verdict`` took out: their deletions, except for a cookie the app set
-        itself (a new session, a new token)."""
+        itself (a new session, a new token), and the session cookie's when a copy of a
+        live session was kept."""
         found = []
-        if verdict.strip is not None and not self.checks.sets_session_cookie(set_cookies):
+        if (
+            verdict.strip
+            and verdict.keep is None
+            and not self.checks.sets_session_cookie(set_cookies)
+        ):
             found.append(self._session_expiry[secure])
         token_cookie = self.config.token_cookie
         if verdict.strip_token and token_cookie and not sets_cookie(set_cookies, token_cookie):
@@ -326,12 +368,15 @@ class LogoutCore:
         session: KnownSession | None,
         method: str,
         set_cookies: list[str] | None = None,
+        others: Iterable[KnownSession] = (),
     ) -> bool:
         """Whether :meth:`settle` has anything to do after a request with ``session``
         (or none) and ``method`` whose response set ``set_cookies`` (None when the
-        adapter did not watch: :meth:`~.checks.RequestChecks.watches`). Cheap: adapters
-        skip the flow when it has not."""
+        adapter did not watch: :meth:`~.checks.RequestChecks.watches`), and ``others``.
+        Cheap: adapters skip the flow when it has not."""
         checks = self.checks
+        if any(checks.revoked_since(other) for other in others):
+            return True
         if session is not None and (
             checks.revoked_since(session)
             or checks.due(session, method, bool(set_cookies) and self._saved(session, set_cookies))
@@ -353,12 +398,16 @@ class LogoutCore:
         session: KnownSession | None,
         method: str = "GET",
         set_cookies: list[str] | None = None,
+        others: Iterable[KnownSession] = (),
     ) -> Flow[None]:
-        """After the app answered a request with ``session``: delete its record when the
-        session was revoked meanwhile (a late save re-created it), else read the record
-        when due (:meth:`~.checks.RequestChecks.due`) to learn its subject, and index the
-        session under it. Then the same for a session the response issued
+        """After the app answered a request with ``session`` (the one its cookie left to
+        the app): delete its record when the session was revoked meanwhile (a late save
+        re-created it), else read the record when due
+        (:meth:`~.checks.RequestChecks.due`) to learn its subject, and index the session
+        under it. Then the same for a session the response issued
         (:meth:`~.checks.RequestChecks.issued`): a login's new session is indexed at once.
+        ``others`` are the request's other sessions (further copies of its cookie): each
+        record is deleted when its session was revoked meanwhile, and never read.
 
         One ``DEL``; or one read and one index write per session per
         :data:`~.checks.SESSION_REREAD` seconds per process (and after each unsafe
@@ -366,6 +415,9 @@ class LogoutCore:
         else nothing.
         """
         checks = self.checks
+        for other in others:
+            if other is not session and checks.revoked_since(other):
+                yield Delete(other.keys)
         if session is not None:
             if checks.revoked_since(session):
                 yield Delete(session.keys)
@@ -645,18 +697,23 @@ class LogoutCore:
                 allowed_hosts=self._allowed_hosts,
                 fallback=config.next_uri,
             )
-        # Header bytes arrive latin-1 decoded; cookie text is UTF-8, and bytes that are not
-        # (planted by a sibling subdomain, say) must not stop a logout.
-        cookies = parse_cookie(head.cookie.encode("latin-1", "replace").decode("utf-8", "replace"))
-        sid = self._ids.session_id(cookies.get(config.session_cookie))
+        # Every copy of the session cookie that a framework may read ends: the first is
+        # the session, the others end with it (which one the app reads is its parser's
+        # choice). The token cookie's first value is the token cookie's token.
+        copies = self.checks.cookie_sessions(head.cookie)
         token = bearer_token(head.authorization.encode("latin-1", "replace"))
-        in_cookie = cookie_token(cookies.get(config.token_cookie)) if config.token_cookie else None
+        in_cookie = (
+            cookie_token(cookie_value(head.cookie, config.token_cookie))
+            if config.token_cookie
+            else None
+        )
         endpoint: str | None = None
         rp_initiated = route == "logout" and config.oidc_end_session and "session" in schemes
         if rp_initiated:
             endpoint = yield Discover()
         ended = yield from self.end(
-            session_id=sid,
+            session_id=copies[0].sid if copies else None,
+            copies=tuple(copy.sid for copy in copies[1:]),
             token=token,
             cookie_token=in_cookie,
             reason="everywhere" if route == "everywhere" else "user_logout",
@@ -693,6 +750,7 @@ class LogoutCore:
         self,
         *,
         session_id: str | None = None,
+        copies: tuple[str, ...] = (),
         token: bytes | None = None,
         cookie_token: bytes | None = None,
         subject: str | None = None,
@@ -726,6 +784,11 @@ class LogoutCore:
         Ending an impersonated session whose record names the impersonator's own
         session (``LOGOUT_SESSION_ORIGINAL``) restores that session when it exists, is
         not revoked, and belongs to the recorded impersonator (:attr:`Ended.restore`).
+
+        ``copies`` are further session ids the request's session cookie carries (the
+        cookie sent more than once): with the session scheme (not at the impersonation
+        URI) they end too, tombstoned and their records deleted, counted in
+        :attr:`~logout_middleware.events.LogoutEvent.ended_session_hashes`.
 
         ``cookie_token`` is the token in ``LOGOUT_TOKEN_COOKIE``: without ``token`` (or
         equal to it) it is the token; else a second credential of the request, ended
@@ -834,6 +897,11 @@ class LogoutCore:
             if members is not None:
                 own = session.hash if session is not None else None
                 ended_hashes = [h for h in members if h != own]
+        if copies and ends_session and not impersonation_only and session is not None:
+            for copy in copies:
+                digest = self.checks.known_session(copy).hash
+                if digest != session.hash and digest not in ended_hashes:
+                    ended_hashes.append(digest)
 
         revoke_token = ends_token and config.revoke_tokens
         token_hash = sha256_hex(token) if token is not None and ends_token else None
