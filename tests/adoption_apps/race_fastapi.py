@@ -11,6 +11,8 @@ long ``GET /slow`` holds the loaded session before saving it; 0.3 by default).
 * ``GET /slow``: the session is loaded before the route runs; it waits, then modifies
   the session (``hits`` + 1), which starsessions writes back as the response starts.
   Answers ``Logged in as <user>; hits=<n>.`` (or ``Not logged in.``).
+* ``GET /cookie``: every ``Cookie`` header field that reached the app (JSON list), so
+  that a test can tell which cookies the middleware let through.
 * ``GET /pid``: the worker's process id, so that a test can tell which worker of
   ``uvicorn --workers N`` answered on a connection.
 * ``POST /logout`` never reaches the app: the middleware answers it.
@@ -65,6 +67,11 @@ async def slow(request: Request) -> PlainTextResponse:
     await asyncio.sleep(SLOW_SECONDS)
     request.session["hits"] = hits + 1
     return PlainTextResponse(f"Logged in as {user}; hits={hits + 1}.\n")
+
+
+@app.get("/cookie")
+async def cookie(request: Request) -> list[str]:
+    return request.headers.getlist("cookie")
 
 
 @app.get("/pid")

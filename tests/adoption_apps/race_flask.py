@@ -11,6 +11,8 @@ long ``GET /slow`` holds the loaded session before saving it; 0.3 by default).
 * ``GET /slow``: loads the session, waits, then modifies it (``hits`` + 1), so that
   Flask-Session writes the record back after the wait, whatever happened meanwhile.
   Answers ``Logged in as <user>; hits=<n>.`` (or ``Not logged in.``).
+* ``GET /cookie``: the ``Cookie`` header that reached the app, as a JSON list (empty
+  without one), so that a test can tell which cookies the middleware let through.
 * ``POST /logout`` never reaches the app: the middleware answers it.
 """
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 
-from flask import Response, request, session
+from flask import Response, jsonify, request, session
 
 from logout_middleware import WSGILogoutMiddleware
 from tests.servers import flask_app_with_redis_sessions, text_response
@@ -55,6 +57,12 @@ def slow() -> Response:
     time.sleep(SLOW_SECONDS)
     session["hits"] = hits + 1
     return text_response(f"Logged in as {user}; hits={hits + 1}.")
+
+
+@app.get("/cookie")
+def cookie() -> Response:
+    header = request.environ.get("HTTP_COOKIE")
+    return jsonify([header] if header is not None else [])
 
 
 app.wsgi_app = WSGILogoutMiddleware(app.wsgi_app)  # type: ignore[method-assign]
