@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logout_middleware import LogoutConfig
-from logout_middleware.core import LogoutCore, StoreOps
+from logout_middleware.core import Asked, Ending, LogoutCore, StoreOps
 from logout_middleware.store import AsyncRedisStore
 from logout_middleware.topology import REDIS_ERRORS
 
@@ -129,13 +129,17 @@ def _planner(config: LogoutConfig, nonce: str) -> Callable[[int], StoreOps]:
     def plan(number: int) -> StoreOps:
         sid = f"sw{nonce}{number:010d}{TOKEN[:24]}"
         flow = core.end(
-            session_id=sid,
-            token=f"tok{nonce}{number:012d}{TOKEN[:24]}".encode(),
-            method="POST",
-            path="/logout",
-            client="127.0.0.1",
-            user_agent=USER_AGENT,
-            redirect="/",
+            Ending(
+                session_id=sid,
+                token=f"tok{nonce}{number:012d}{TOKEN[:24]}".encode(),
+                asked=Asked(
+                    method="POST",
+                    path="/logout",
+                    client="127.0.0.1",
+                    user_agent=USER_AGENT,
+                    redirect="/",
+                ),
+            )
         )
         request: Any = flow.send(None)
         while not isinstance(request, StoreOps):  # no reads in the default configuration

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import ConfigError, LogoutConfig
-from .core import Ended, Flow, LogoutCore
+from .core import Ended, Ending, Flow, LogoutCore
 from .events import LogoutEvent
 from .store import AsyncRedisStore, RedisStore, adrive, drive
 
@@ -43,11 +43,13 @@ def _flow(
     raw = token.encode() if isinstance(token, str) else token
     core = LogoutCore(config, has_store=True)
     flow = core.end(
-        session_id=session_id,
-        token=raw,
-        subject=subject,
-        everywhere=subject is not None,
-        reason="admin",
+        Ending(
+            session_id=session_id,
+            token=raw,
+            subject=subject,
+            everywhere=subject is not None,
+            reason="admin",
+        )
     )
     return core, flow
 

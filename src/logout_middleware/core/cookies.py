@@ -22,6 +22,7 @@ from werkzeug.sansio.http import parse_cookie
 from ..config import LogoutConfig
 
 __all__ = [
+    "Expiries",
     "cookie_value",
     "cookie_values",
     "copy_values",
@@ -182,3 +183,33 @@ def _attributes(name: str, secure: bool, config: LogoutConfig) -> dict[str, Any]
         "httponly": True,
         "samesite": config.cookie_samesite,
     }
+
+
+class Expiries:
+    """The ``Set-Cookie`` deletions the middleware sends, rendered once for plain and
+    for secure requests (``secure``: the request came over HTTPS).
+
+    :param config: the cookies (``LOGOUT_SESSION_COOKIE``, ``LOGOUT_COOKIES``,
+        ``LOGOUT_TOKEN_COOKIE``) and their attributes (:func:`expire_cookie`).
+    """
+
+    def __init__(self, config: LogoutConfig) -> None:
+        both = (False, True)
+        #: ``Set-Cookie`` headers deleting every cookie a logout expires, by ``secure``.
+        self.logout: dict[bool, tuple[tuple[str, str], ...]] = {
+            secure: tuple(
+                ("Set-Cookie", expire_cookie(name, secure, config))
+                for name in config.expired_cookies
+            )
+            for secure in both
+        }
+        #: The session cookie's deletion, by ``secure``.
+        self.session = {
+            secure: expire_cookie(config.session_cookie, secure, config) for secure in both
+        }
+        token_cookie = config.token_cookie
+        #: The token cookie's deletion, by ``secure`` ("" without a token cookie).
+        self.token_cookie = {
+            secure: expire_cookie(token_cookie, secure, config) if token_cookie else ""
+            for secure in both
+        }
