@@ -87,6 +87,10 @@ class LogoutMiddleware:
         if self.store is not None and self.core.mirror is not None:
             self.store.attach(self.core.mirror, self.core.records_of)
         self.listeners = listeners(on_logout)
+        # Read on every request: kept as plain attributes (no calls, no lookups in core).
+        self._exact_route = self.core.exact_route
+        self._checks_requests = self.core.checks_requests
+        self._learns = self.core.checks.learns
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """The ASGI 3.0 application: answer the logout and everywhere URIs itself; check
@@ -95,16 +99,17 @@ class LogoutMiddleware:
         typed ``Any`` so that a framework's own ASGI types, ``TypedDict`` scopes
         included, type-check where the middleware takes the app's place.)"""
         kind = scope["type"]
-        core = self.core
         if kind == "http":
-            route = core.route(scope["path"], scope.get("root_path", ""))
+            route = self._exact_route(scope["path"])
+            if route is None and scope.get("root_path"):
+                route = self.core.route(scope["path"], scope["root_path"])
             if route is not None:
                 await self._logout(scope, receive, send, route)
                 return
         elif kind != "websocket":
             await self.app(scope, receive, send)
             return
-        if core.checks_requests:
+        if self._checks_requests:
             # Scanned inline: a request without credentials costs no coroutine.
             cookie = authorization = None
             for name, value in scope["headers"]:
@@ -116,7 +121,7 @@ class LogoutMiddleware:
                 cookie is not None
                 or authorization is not None
                 # A login without credentials yet may issue a session.
-                or (core.checks.learns and core.checks.watches(None, scope.get("method", "GET")))
+                or (self._learns and self.core.checks.watches(None, scope.get("method", "GET")))
             ):
                 await self._checked(scope, receive, send, cookie, authorization)
                 return
@@ -139,7 +144,7 @@ class LogoutMiddleware:
             return
         found = checks.credentials(cookie, authorization)
         session = found.session
-        if found:
+        if found.present:
             if self.store is not None:
                 self.store.follow()
             verdict = checks.check(session, found.token)
@@ -150,7 +155,7 @@ class LogoutMiddleware:
                 refusal = core.revoked if verdict.refuse else core.check_unavailable
                 await self._refuse(scope, receive, send, refusal)
                 return
-            if found.cookie_tokens or len(found.sessions) > 1:
+            if found.several:
                 verdict = await adrive(core.check_copies(verdict, found), self.store, core.verifier)
                 session = verdict.keep or session
             if verdict.rewrites and cookie is not None:
@@ -170,9 +175,9 @@ class LogoutMiddleware:
         if session is None and not watched:
             return
         seen = watched[0] if watched else None
-        if core.unsettled(session, method, seen, found.sessions):
+        if core.unsettled(session, method, seen, found.copies):
             try:
-                flow = core.settle(session, method, seen, found.sessions)
+                flow = core.settle(session, method, seen, found.copies)
                 await adrive(flow, self.store, core.verifier)
             except Exception:
                 logger.exception("session bookkeeping failed")

@@ -65,15 +65,19 @@ class WSGILogoutMiddleware:
         if self.store is not None and self.core.mirror is not None:
             self.store.attach(self.core.mirror, self.core.records_of)
         self.listeners = sync_only(listeners(on_logout))
+        # Read on every request: kept as plain attributes (no calls, no lookups in core).
+        self._exact_route = self.core.exact_route
+        self._checks_requests = self.core.checks_requests
+        self._learns = self.core.checks.learns
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """The WSGI application (PEP 3333): answer the logout and everywhere URIs itself;
         check the credentials of other requests; pass everything else to the app."""
-        core = self.core
-        route = core.route(environ.get("PATH_INFO", ""), "")
+        # PATH_INFO is below SCRIPT_NAME already: the exact lookup is the whole rule.
+        route = self._exact_route(environ.get("PATH_INFO", ""))
         if route is not None:
             return self._logout(environ, start_response, route)
-        if core.checks_requests:
+        if self._checks_requests:
             cookie = environ.get("HTTP_COOKIE")
             authorization = environ.get("HTTP_AUTHORIZATION")
             if (
@@ -81,8 +85,8 @@ class WSGILogoutMiddleware:
                 or authorization
                 # A login without credentials yet may issue a session.
                 or (
-                    core.checks.learns
-                    and core.checks.watches(None, environ.get("REQUEST_METHOD", "GET"))
+                    self._learns
+                    and self.core.checks.watches(None, environ.get("REQUEST_METHOD", "GET"))
                 )
             ):
                 return self._checked(environ, start_response, cookie, authorization)
@@ -103,7 +107,7 @@ class WSGILogoutMiddleware:
             cookie, authorization.encode("latin-1") if authorization else None
         )
         session = found.session
-        if found:
+        if found.present:
             if self.store is not None:
                 self.store.follow()
             verdict = checks.check(session, found.token)
@@ -114,7 +118,7 @@ class WSGILogoutMiddleware:
                 return _send(start_response, core.revoked)
             if verdict.unavailable:
                 return _send(start_response, core.check_unavailable)
-            if found.cookie_tokens or len(found.sessions) > 1:
+            if found.several:
                 verdict = drive(core.check_copies(verdict, found), self.store, core.verifier)
                 session = verdict.keep or session
             if verdict.rewrites:
@@ -133,9 +137,9 @@ class WSGILogoutMiddleware:
         if session is None and not watched:
             return result
         seen = watched[0] if watched else None
-        if core.unsettled(session, method, seen, found.sessions):
+        if core.unsettled(session, method, seen, found.copies):
             try:
-                drive(core.settle(session, method, seen, found.sessions), self.store, core.verifier)
+                drive(core.settle(session, method, seen, found.copies), self.store, core.verifier)
             except Exception:
                 logger.exception("session bookkeeping failed")
         return result

@@ -8,7 +8,7 @@ what their records or claims said); a :class:`Verdict` is what
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .tokens import TokenClaims
 
@@ -69,20 +69,29 @@ class Credentials:
     request is checked by (the bearer token, else the token cookie's one value).
     ``cookie_tokens``: the token cookie's other values (beside a bearer token, or from
     a cookie sent more than once), checked after the main verdict.
+
+    Derived once, for the per-request path (plain attributes, no calls): ``session``,
+    the first copy's session or None; ``copies``, every session when the cookie carries
+    more than one, else empty; ``present``, whether there is anything to check;
+    ``several``, whether any cookie came with more than one value to check.
     """
 
     sessions: tuple[KnownSession, ...] = ()
     token: KnownToken | None = None
     cookie_tokens: tuple[KnownToken, ...] = ()
+    session: KnownSession | None = field(init=False, compare=False)
+    copies: tuple[KnownSession, ...] = field(init=False, compare=False)
+    present: bool = field(init=False, compare=False)
+    several: bool = field(init=False, compare=False)
 
-    @property
-    def session(self) -> KnownSession | None:
-        """The first copy's session, or None."""
-        return self.sessions[0] if self.sessions else None
-
-    def __bool__(self) -> bool:
-        """Whether the request carries any credential to check."""
-        return bool(self.sessions or self.token is not None or self.cookie_tokens)
+    def __post_init__(self) -> None:
+        sessions = self.sessions
+        copies = sessions if len(sessions) > 1 else ()
+        object.__setattr__(self, "session", sessions[0] if sessions else None)
+        object.__setattr__(self, "copies", copies)
+        present = bool(sessions or self.token is not None or self.cookie_tokens)
+        object.__setattr__(self, "present", present)
+        object.__setattr__(self, "several", bool(copies or self.cookie_tokens))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +115,13 @@ class Verdict:
     strip: tuple[KnownSession, ...] = ()
     strip_token: bool = False
     keep: KnownSession | None = None
+    #: Whether the request's ``Cookie`` header must change before the app sees it
+    #: (derived: an attribute, not a call, on the per-request path).
+    rewrites: bool = field(init=False, compare=False)
 
-    @property
-    def rewrites(self) -> bool:
-        """Whether the request's ``Cookie`` header must change before the app sees it."""
-        return bool(self.strip) or self.strip_token or self.keep is not None
+    def __post_init__(self) -> None:
+        rewrites = bool(self.strip) or self.strip_token or self.keep is not None
+        object.__setattr__(self, "rewrites", rewrites)
 
 
 #: The verdict of a request that passes untouched.

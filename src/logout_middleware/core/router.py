@@ -106,6 +106,10 @@ class LogoutCore:
             self._routes[config.impersonation_path] = "impersonation"
         if config.backchannel_path:
             self._routes[config.backchannel_path] = "backchannel"
+        #: The route of a path as configured, mount point not considered, or None: a
+        #: dictionary lookup, for the adapters' test of every request (:meth:`route`
+        #: then also tries the path below the mount point).
+        self.exact_route = self._routes.get
 
     def route(self, path: str, root_path: str) -> Route | None:
         """Which of the middleware's URIs ``path`` is, with or without the mount point.

@@ -46,14 +46,14 @@ class Settling:
         session: KnownSession | None,
         method: str,
         set_cookies: list[str] | None = None,
-        others: Iterable[KnownSession] = (),
+        others: tuple[KnownSession, ...] = (),
     ) -> bool:
         """Whether :meth:`settle` has anything to do after a request with ``session``
         (or none) and ``method`` whose response set ``set_cookies`` (None when the
         adapter did not watch: :meth:`~.checks.RequestChecks.watches`), and ``others``.
         Cheap: adapters skip the flow when it has not."""
         checks = self._checks
-        if any(checks.revoked_since(other) for other in others):
+        if others and any(checks.revoked_since(other) for other in others):
             return True
         if session is not None and (
             checks.revoked_since(session)
