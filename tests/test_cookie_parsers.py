@@ -18,9 +18,9 @@ corpus of known tricks and on Hypothesis-generated headers:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from http.cookies import CookieError, SimpleCookie
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import pytest
@@ -33,6 +33,7 @@ from starlette.requests import cookie_parser as starlette_parse_cookie
 from werkzeug.sansio.http import parse_cookie as werkzeug_parse_cookie
 
 from logout_middleware import LogoutConfig
+from logout_middleware.core import Check, LogoutCore, Verdict
 from logout_middleware.core.cookies import cookie_values
 from tests.harness import KINDS, Kind, Reply, Seen, adapter, raw_asgi, raw_wsgi
 
@@ -390,3 +391,42 @@ def test_a_logout_ends_every_session_its_cookie_carries(stack: Stack) -> None:
     for sid in (first, second):
         reply, received = stack.get(f"a=1; {SESSION}={sid}")
         assert (reply.status, received) == (200, "a=1"), sid
+
+
+# -- when Redis cannot answer -----------------------------------------------------------
+
+
+def _run_with_redis_down(flow: Generator[Any, Any, Verdict]) -> Verdict:
+    """Drive a check flow as a store does when Redis fails: every check answers None."""
+    try:
+        request = next(flow)
+        while True:
+            assert isinstance(request, Check), request
+            request = flow.send(None)
+    except StopIteration as done:
+        verdict: Verdict = done.value
+        return verdict
+
+
+@pytest.mark.parametrize(("on_check_error", "unavailable"), [("deny", True), ("allow", False)])
+def test_a_copy_that_cannot_be_checked_follows_on_check_error(
+    on_check_error: Literal["allow", "deny"], unavailable: bool
+) -> None:
+    """The first copy's session is known ended (the mirror says so with Redis down); the
+    second copy's cannot be checked: with ``deny`` the request gets ``503``, as a single
+    copy that cannot be checked does; with ``allow`` the ended copy is still taken out."""
+    config = LogoutConfig(redis_url="redis://127.0.0.1:1/0", on_check_error=on_check_error)
+    core = LogoutCore(config, has_store=True)
+    checks = core.checks
+    found = checks.credentials(f"{SESSION}={ENDED}; {SESSION}={LIVE}", None)
+    assert core.mirror is not None
+    assert found.session is not None
+    core.mirror.add(sessions=(found.session.hash,))
+    first = checks.answer(found.session, None, None)
+    assert [s.sid for s in first.strip] == [ENDED]
+    verdict = _run_with_redis_down(core.check_copies(first, found))
+    assert verdict.unavailable is unavailable
+    if not unavailable:
+        assert [s.sid for s in verdict.strip] == [ENDED]
+        assert verdict.keep is not None
+        assert verdict.keep.sid == LIVE

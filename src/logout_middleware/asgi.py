@@ -151,13 +151,13 @@ class LogoutMiddleware:
             if isinstance(verdict, Check):
                 answer = await self.store.check(verdict) if self.store is not None else None
                 verdict = checks.answer(session, found.token, answer)
+            if found.several and not (verdict.refuse or verdict.unavailable):
+                verdict = await adrive(core.check_copies(verdict, found), self.store, core.verifier)
+                session = verdict.keep or session
             if verdict.refuse or verdict.unavailable:
                 refusal = core.revoked if verdict.refuse else core.check_unavailable
                 await self._refuse(scope, receive, send, refusal)
                 return
-            if found.several:
-                verdict = await adrive(core.check_copies(verdict, found), self.store, core.verifier)
-                session = verdict.keep or session
             if verdict.rewrites and cookie is not None:
                 without = self._without(scope, send, cookie, verdict)
                 if without is None:

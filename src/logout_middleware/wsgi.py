@@ -114,13 +114,13 @@ class WSGILogoutMiddleware:
             if isinstance(verdict, Check):
                 answer = self.store.check(verdict) if self.store is not None else None
                 verdict = checks.answer(session, found.token, answer)
+            if found.several and not (verdict.refuse or verdict.unavailable):
+                verdict = drive(core.check_copies(verdict, found), self.store, core.verifier)
+                session = verdict.keep or session
             if verdict.refuse:
                 return _send(start_response, core.revoked)
             if verdict.unavailable:
                 return _send(start_response, core.check_unavailable)
-            if found.several:
-                verdict = drive(core.check_copies(verdict, found), self.store, core.verifier)
-                session = verdict.keep or session
             if verdict.rewrites:
                 without = self._without(environ, start_response, verdict)
                 if without is None:

@@ -41,11 +41,15 @@ class CookieCopies:
         (:attr:`Verdict.strip`, :attr:`Verdict.strip_token`); of several sessions, the
         first that is not revoked is the one left to the app (:attr:`Verdict.keep`).
         One Redis check per credential the mirror cannot answer for; none when the
-        request carries one copy of each (the common case)."""
+        request carries one copy of each (the common case). When a check cannot be made
+        and ``LOGOUT_ON_CHECK_ERROR`` is ``deny``, the verdict is
+        :attr:`Verdict.unavailable`, as for the first copy."""
         if len(found.sessions) > 1:
             revoked = list(verdict.strip)
             for session in found.sessions[1:]:
                 judged = yield from self._check_one(session, None)
+                if judged.unavailable:
+                    return replace(verdict, unavailable=True)
                 revoked += judged.strip
             ended = {session.sid for session in revoked}
             keep = next((s for s in found.sessions if s.sid not in ended), None)
@@ -54,6 +58,8 @@ class CookieCopies:
             if verdict.strip_token:
                 break
             judged = yield from self._check_one(None, token)
+            if judged.unavailable:
+                return replace(verdict, unavailable=True)
             if judged.strip_token:
                 verdict = replace(verdict, strip_token=True)
         return verdict
