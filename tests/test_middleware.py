@@ -33,6 +33,7 @@ from logout_middleware import (
 )
 
 from .harness import CLIENT_ADDRESS, KINDS, Kind, Reply, harness, raw_asgi, raw_wsgi
+from .servers import tombstone_key
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -322,6 +323,48 @@ def test_websocket_with_revoked_token_is_refused(
         ) in sent[0]["headers"]
     else:
         assert sent == expected
+
+
+def test_websocket_with_a_logged_out_session_reaches_the_app_anonymous(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """A websocket handshake carrying a logged-out session's cookie (in any copy) reaches
+    the app without it, other cookies kept: the app sees an anonymous handshake."""
+    redis_client.set(tombstone_key(SID), b"1")
+    reached: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Any) -> None:
+        raise AssertionError(f"the middleware sent {message}")
+
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "root_path": "",
+        "query_string": b"",
+        "subprotocols": [],
+        "headers": [(b"host", b"testserver"), (b"cookie", f"a=1; session ={SID}".encode())],
+    }
+
+    async def go() -> None:
+        middleware = LogoutMiddleware(app, LogoutConfig(redis_url=redis_url))
+        try:
+            await middleware(scope, receive, send)
+        finally:
+            assert middleware.store is not None
+            await middleware.store.aclose()
+
+    anyio.run(go)
+    (seen,) = reached
+    assert [v for k, v in seen["headers"] if k == b"cookie"] == [b"a=1"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
