@@ -139,12 +139,12 @@ def test_sentinel_client_follows_a_failover() -> None:
         old = group.primary_address()
         assert old == group.servers[0].address
 
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(
             group.sentinel_addresses,
             socket_timeout=TIMEOUT,
             sentinel_kwargs={"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT},
         )
-        primary = sentinel.master_for(  # type: ignore[no-untyped-call]
+        primary = sentinel.master_for(
             group.service, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT
         )
         try:
@@ -154,7 +154,7 @@ def test_sentinel_client_follows_a_failover() -> None:
             assert promoted.address != old
             assert promoted.address == group.primary_address()
             assert not group.servers[0].running
-            found = sentinel.discover_master(group.service)  # type: ignore[no-untyped-call]
+            found = sentinel.discover_master(group.service)
             assert found == promoted.address
 
             def written() -> bool:
