@@ -27,8 +27,10 @@ from pathlib import Path
 # uv locks the development and test environment. Why uv rather than pip-tools: uv.lock is one
 # universal lock for every Python version (>=3.10) and platform the project supports, so a
 # fresh machine with any supported Python resolves the same versions; pip-compile's output is
-# specific to the interpreter that compiled it. dev.py installs this exact uv into .venv with
-# pip; the dev extra in pyproject.toml pins the same version, so `uv sync` keeps it there.
+# specific to the interpreter that compiled it. (Where a newest release needs a newer Python,
+# the lock holds an older one for the older Pythons, e.g. redis-py 8.1 on Python 3.10.)
+# dev.py installs this exact uv into .venv with pip; the dev extra in pyproject.toml pins the
+# same version, so `uv sync` keeps it there.
 UV_VERSION = "0.13.10"
 
 ROOT = Path(__file__).resolve().parent
