@@ -33,9 +33,20 @@ class RevocationFailed(RuntimeError):
     again completes it)."""
 
 
-def _flow(
-    config: LogoutConfig, subject: str | None, session_id: str | None, token: str | bytes | None
-) -> tuple[LogoutCore, Flow[Ended]]:
+def _prepare(
+    config: LogoutConfig | None,
+    client: Any,
+    subject: str | None,
+    session_id: str | None,
+    token: str | bytes | None,
+) -> tuple[LogoutConfig, LogoutCore, Flow[Ended]]:
+    """What :func:`revoke` and :func:`arevoke` share before any I/O: the settings, the
+    core, and the flow that revokes (``reason="admin"``).
+
+    :raises ValueError: when nothing to revoke is given, or the subject is too long.
+    :raises ConfigError: when there is no Redis to write to, or a setting is invalid.
+    """
+    config = _config(config, client)
     if subject is None and session_id is None and token is None:
         raise ValueError("give a subject, a session_id or a token to revoke")
     if subject is not None and not 0 < len(subject) <= 1024:
@@ -51,7 +62,7 @@ def _flow(
             reason="admin",
         )
     )
-    return core, flow
+    return config, core, flow
 
 
 def _result(ended: Ended) -> LogoutEvent:
@@ -94,8 +105,7 @@ def revoke(
     :raises RevocationFailed: when Redis failed; the revocation is not in force (run it
         again).
     """
-    config = _config(config, redis)
-    core, flow = _flow(config, subject, session_id, token)
+    config, core, flow = _prepare(config, redis, subject, session_id, token)
     store = RedisStore.from_config(config, redis, follow=False)
     try:
         return _result(drive(flow, store, core.verifier))
@@ -114,8 +124,7 @@ async def arevoke(
 ) -> LogoutEvent:
     """The async twin of :func:`revoke`, on ``redis.asyncio`` (``redis`` is a
     ``redis.asyncio.Redis``). Same parameters, result and errors."""
-    config = _config(config, redis)
-    core, flow = _flow(config, subject, session_id, token)
+    config, core, flow = _prepare(config, redis, subject, session_id, token)
     store = AsyncRedisStore.from_config(config, redis, follow=False)
     try:
         return _result(await adrive(flow, store, core.verifier))
