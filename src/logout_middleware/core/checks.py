@@ -108,6 +108,7 @@ class RequestChecks:
         #: ``LOGOUT_TOKEN_COOKIE``: the cookie that carries a token, or None.
         self.token_cookie = config.token_cookie
         self._by_header: _Bounded[str | bytes, Credentials] = _Bounded()
+        self._by_authorization: _Bounded[bytes, Credentials] = _Bounded()
         #: Whether sessions are checked (Redis configured); tokens also need
         #: ``LOGOUT_REVOKE_TOKENS``.
         self.sessions = mirror is not None
@@ -231,9 +232,16 @@ class RequestChecks:
         fields joined with ``; `` and its one ``Authorization`` header (either None when
         absent). A bearer token is the request's token; the token cookie's values are
         then checked beside it."""
-        token = self.token(authorization) if authorization and self.tokens else None
         if not cookie_header:
-            return Credentials((), token) if token is not None else _NOTHING
+            if not authorization or not self.tokens:
+                return _NOTHING
+            cached = self._by_authorization.data.get(authorization)
+            if cached is None:
+                bearer = self.token(authorization)
+                found = Credentials((), bearer) if bearer is not None else _NOTHING
+                cached = self._by_authorization.put(authorization, found)
+            return cached
+        token = self.token(authorization) if authorization and self.tokens else None
         found = self.cookie_credentials(cookie_header)
         if token is None:
             return found

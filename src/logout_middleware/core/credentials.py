@@ -60,38 +60,45 @@ class KnownToken:
     in_cookie: bool = False
 
 
-@dataclass(frozen=True, slots=True)
 class Credentials:
-    """What a request carries, as its framework may read it.
+    """What a request carries, as its framework may read it (a value: never changed
+    once made; a plain slotted class, so that making one costs little on the
+    per-request path).
 
-    ``sessions``: every distinct session id in the session cookie's copies
-    (:func:`~.cookies.cookie_values`), the first copy's first. ``token``: the token the
-    request is checked by (the bearer token, else the token cookie's one value).
-    ``cookie_tokens``: the token cookie's other values (beside a bearer token, or from
-    a cookie sent more than once), checked after the main verdict.
+    :param sessions: every distinct session id in the session cookie's copies
+        (:func:`~.cookies.cookie_values`), the first copy's first.
+    :param token: the token the request is checked by (the bearer token, else the token
+        cookie's one value), or None.
+    :param cookie_tokens: the token cookie's other values (beside a bearer token, or from
+        a cookie sent more than once), checked after the main verdict.
 
-    Derived once, for the per-request path (plain attributes, no calls): ``session``,
-    the first copy's session or None; ``copies``, every session when the cookie carries
-    more than one, else empty; ``present``, whether there is anything to check;
-    ``several``, whether any cookie came with more than one value to check.
+    Derived once, read as plain attributes: ``session``, the first copy's session or
+    None; ``copies``, every session when the cookie carries more than one, else empty;
+    ``present``, whether there is anything to check; ``several``, whether any cookie
+    came with more than one value to check.
     """
 
-    sessions: tuple[KnownSession, ...] = ()
-    token: KnownToken | None = None
-    cookie_tokens: tuple[KnownToken, ...] = ()
-    session: KnownSession | None = field(init=False, compare=False)
-    copies: tuple[KnownSession, ...] = field(init=False, compare=False)
-    present: bool = field(init=False, compare=False)
-    several: bool = field(init=False, compare=False)
+    __slots__ = ("cookie_tokens", "copies", "present", "session", "sessions", "several", "token")
 
-    def __post_init__(self) -> None:
-        sessions = self.sessions
-        copies = sessions if len(sessions) > 1 else ()
-        object.__setattr__(self, "session", sessions[0] if sessions else None)
-        object.__setattr__(self, "copies", copies)
-        present = bool(sessions or self.token is not None or self.cookie_tokens)
-        object.__setattr__(self, "present", present)
-        object.__setattr__(self, "several", bool(copies or self.cookie_tokens))
+    def __init__(
+        self,
+        sessions: tuple[KnownSession, ...] = (),
+        token: KnownToken | None = None,
+        cookie_tokens: tuple[KnownToken, ...] = (),
+    ) -> None:
+        self.sessions = sessions
+        self.token = token
+        self.cookie_tokens = cookie_tokens
+        self.session = sessions[0] if sessions else None
+        self.copies = sessions if len(sessions) > 1 else ()
+        self.present = bool(sessions) or token is not None or bool(cookie_tokens)
+        self.several = bool(self.copies) or bool(cookie_tokens)
+
+    def __repr__(self) -> str:
+        return (
+            f"Credentials(sessions={len(self.sessions)}, token={self.token is not None}, "
+            f"cookie_tokens={len(self.cookie_tokens)})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
