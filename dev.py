@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -142,6 +143,18 @@ def run(command: list[str], env: dict[str, str] | None = None, hint: str = "") -
         sys.exit(code)
 
 
+def ensure_wrk() -> None:
+    """The benchmarks load their servers with Debian's wrk: install it when root."""
+    if shutil.which("wrk"):
+        return
+    command = "apt-get update && apt-get install -y wrk"
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"installing wrk: {command}", flush=True)
+        subprocess.run(["sh", "-c", command], check=False)
+    else:
+        print(f"wrk is not installed; the server benchmarks need it: {command}", flush=True)
+
+
 def main(argv: list[str]) -> None:
     if not argv or argv[0] not in {"demo", "test", "lock", "bench", "example"}:
         sys.exit(__doc__)
@@ -168,6 +181,7 @@ def main(argv: list[str]) -> None:
     elif command == "example":
         run([tool, "-m", "examples.recipes", *rest])
     else:
+        ensure_wrk()
         run([tool, "-m", "benchmarks", *rest])
 
 
