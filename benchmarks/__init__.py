@@ -1,9 +1,12 @@
 """Benchmarks of logout-middleware, run with ``python -m benchmarks`` (or ``python dev.py
-bench``); ``--smoke`` for a seconds-long run with tiny counts. See ``README.md`` here.
+bench``); ``--smoke`` for a short run with tiny counts. See ``README.md`` here.
 
-Modules: :mod:`.suite` (command line), :mod:`.variants` (the configurations measured,
-one column each), :mod:`.apps` (bare apps, the ``BaseHTTPMiddleware`` alternative and
-hand-written logout routes), :mod:`.inprocess`, :mod:`.sections` (through servers),
-:mod:`.loadgen`, :mod:`.server`, :mod:`.floor`, :mod:`.mirror` (the revocation mirror's
-memory and staleness), :mod:`.redisutil`, :mod:`.report`, :mod:`.charts`.
+One module per thing measured: :mod:`.inprocess` (pass-through in-process, timed by
+pyperf), :mod:`.passthrough`, :mod:`.logout` (with the hand-written routes and the
+redis-py floor), :mod:`.everywhere`, :mod:`.scaling`, :mod:`.mirror` (memory),
+:mod:`.staleness`, :mod:`.cluster`, :mod:`.stream`. Shared pieces: :mod:`.common`
+(settings, variants, requests), :mod:`.apps` (the apps and their server),
+:mod:`.load` (server processes and rounds of wrk runs), :mod:`.wrk`,
+:mod:`.redisutil` (round-trip counting, the local cluster), :mod:`.report`,
+:mod:`.charts`, :mod:`.suite` (the command line). No module imports one that imports it.
 """

@@ -27,7 +27,11 @@ writes in one ``MULTI``/``EXEC`` pipeline, as the middleware does) and ``/logout
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import hashlib
+import logging
+import os
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -41,8 +45,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.types import ASGIApp, Receive, Scope, Send
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from .traffic import EVERYWHERE_PATH, SUBJECT_FIELD
-from .variants import CLUSTER_VARIANTS, VARIANTS, Variant, variant
+from .common import CLUSTER_VARIANTS, EVERYWHERE_PATH, SUBJECT_FIELD, VARIANTS, Variant, variant
 
 if TYPE_CHECKING:
     import flask
@@ -64,6 +67,7 @@ __all__ = [
     "flask_app",
     "flask_routes",
     "floor_wsgi",
+    "main",
     "wsgi_app",
 ]
 
@@ -354,3 +358,41 @@ def wsgi_app(name: str, redis_url: str) -> WSGIApplication:
     if name == "flask-routes":
         return flask_routes(redis_url)
     return _variant(name).wrap_wsgi(flask_app(), redis_url)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve one app until terminated: ``python -m benchmarks.apps STACK APP PORT URL``
+    (uvicorn: one process, no workers, access log off; waitress: its default 4 threads)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.apps")
+    parser.add_argument("stack", choices=["asgi", "wsgi"])
+    parser.add_argument("app")
+    parser.add_argument("port", type=int)
+    parser.add_argument("redis_url")
+    parser.add_argument("--http", default="auto")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.stack == "asgi":
+        import uvicorn
+
+        uvicorn.run(
+            asgi_app(args.app, args.redis_url),
+            host="127.0.0.1",
+            port=args.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            loop="asyncio",
+            http=args.http,
+        )
+    else:
+        import waitress
+
+        logging.getLogger("waitress").setLevel(logging.ERROR)
+        with contextlib.suppress(KeyboardInterrupt):
+            app = wsgi_app(args.app, args.redis_url)
+            waitress.serve(app, host="127.0.0.1", port=args.port, threads=4, ident="waitress")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
@@ -13,12 +13,10 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
+from .common import VARIANTS, variant
 from .inprocess import FLOOR_LABEL, GROUPS
-from .sections import STACK_LABELS
-from .variants import VARIANTS, variant
-
-if TYPE_CHECKING:
-    from .report import Results
+from .load import STACK_LABELS
+from .report import Results
 
 __all__ = ["draw"]
 

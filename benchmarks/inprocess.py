@@ -1,69 +1,80 @@
-"""Pass-through overhead in-process: the app called directly, no server, no sockets.
+"""Pass-through overhead in-process, timed by pyperf: the app called directly.
 
 For each group (raw ASGI app; raw WSGI app; Flask app) and each kind of request, the
 bare app, the same app behind an empty middleware (one more call: the least any
 middleware costs), behind the *floor* (a minimal middleware that compares the path and
-passes on: the least a logout middleware costs) and behind each measured middleware
-are called ``n`` times in a row, in short rounds whose order rotates. Each round records
-wall-clock time and the thread's CPU time; as :mod:`timeit` advises, the lowest of the
-rounds is the figure (the least disturbed by the rest of the machine), and the garbage
-collector is off while the rounds run.
+passes on: the least a logout middleware costs) and behind each variant (and, ASGI,
+Starlette ``BaseHTTPMiddleware``) are pyperf benchmarks: ``Runner.bench_time_func``,
+worker processes pinned with ``--affinity`` to the server CPU, the garbage collector off
+while a batch runs (as :mod:`timeit`). pyperf's JSON (``inprocess.pyperf.json``) is kept
+beside the results, so that ``python -m pyperf compare_to --table`` compares two runs.
+Rows that reach Redis (without the cache: the pipelined check) get a second benchmark
+timed in the thread's CPU time (``... cpu``): their wall time includes the wait for Redis.
 
-Variants with the revocation cache are timed once their mirror is live (loaded and
-followed), as in a process's steady state. Requests that reach Redis (without the
-cache: the pipelined check of a cookie or a bearer token) include the real round trip:
-their wall time includes the wait for Redis, their CPU time does not. Before the timed
-rounds, a counted batch of each gives the Redis round trips per request (``INFO``
-deltas, :class:`~benchmarks.redisutil.RedisCounter`).
+Variants with the revocation cache are timed once their mirror is live (steady state).
+Before pyperf runs, the suite counts each row's Redis round trips on a batch of
+:data:`COUNTED_CALLS` calls (``INFO`` deltas) and checks its status.
+
+Run by the suite as ``python -m benchmarks.inprocess --redis-url URL [pyperf options]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import contextlib
 import gc
 import math
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 import redis
 
 from . import apps
-from .redisutil import RedisCounter, Usage
-from .stats import rotate
-from .traffic import KINDS, SESSION_ID, SUBJECT, Kind, asgi_scope, session_record, wsgi_environ
-from .variants import VARIANTS
+from .common import (
+    KINDS,
+    SESSION_ID,
+    SUBJECT,
+    VARIANTS,
+    Kind,
+    Settings,
+    Variant,
+    asgi_scope,
+    session_record,
+    wsgi_environ,
+)
+from .load import ROOT
+from .redisutil import RedisCounter
 
-if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication
-
-    from .settings import Settings
-
-__all__ = ["COUNTED_CALLS", "GROUPS", "LIVE_TIMEOUT", "InprocessRow", "run_inprocess"]
+__all__ = ["COUNTED_CALLS", "FLOOR_LABEL", "GROUPS", "InprocessRow", "main", "run_inprocess"]
 
 #: The in-process groups and how the report names them.
-GROUPS = {
-    "asgi": "ASGI, raw app",
-    "wsgi": "WSGI, raw app",
-    "flask": "WSGI, Flask app",
-}
+GROUPS = {"asgi": "ASGI, raw app", "wsgi": "WSGI, raw app", "flask": "WSGI, Flask app"}
 #: Calls of the counted batch that gives each row's Redis round trips per request.
 COUNTED_CALLS = 200
 #: How long to wait for a variant's mirror to become live, seconds.
 LIVE_TIMEOUT = 15.0
+#: How the report names the floor.
+FLOOR_LABEL = "floor: path comparison only"
+#: The kinds timed in-process (``cookie_post``: the middleware variants, raw apps only).
+ALL_KINDS: tuple[Kind, ...] = (*KINDS, "cookie_post")
+Log = Callable[[str], None]
 
 
 @dataclass
 class InprocessRow:
     """One (group, kind, variant): nanoseconds per request and the cost over bare.
 
-    ``ns``/``cpu_ns``: wall-clock and CPU nanoseconds per request, lowest round;
+    ``ns``/``cpu_ns``: wall-clock and CPU nanoseconds per request, pyperf's median;
     ``ratio``: wall time relative to the bare app; ``added_ns``/``added_cpu_ns``: the
     difference to the bare app; ``over_floor_ns``/``over_floor_cpu_ns``: the difference
-    to the floor (the path-comparing middleware). The per-round values are kept in
-    ``*_rounds``. ``round_trips``/``commands``: Redis work per request in a counted
+    to the floor (the path-comparing middleware). pyperf's values are kept in
+    ``*_values``. ``round_trips``/``commands``: Redis work per request in a counted
     batch; ``live``: whether the variant's mirror was live (None: it keeps none).
     """
 
@@ -73,8 +84,9 @@ class InprocessRow:
     label: str
     status: int
     calls_per_round: int
-    ns_rounds: list[float] = field(default_factory=list)
-    cpu_ns_rounds: list[float] = field(default_factory=list)
+    #: pyperf's values (ns per call) and, for rows that reach Redis, CPU ns per call.
+    ns_values: list[float] = field(default_factory=list)
+    cpu_ns_values: list[float] = field(default_factory=list)
     ns: float = 0.0
     cpu_ns: float = 0.0
     ratio: float = 1.0
@@ -88,319 +100,299 @@ class InprocessRow:
     #: Redis work per request by command (``cookie_post`` rows).
     commands_by_name: dict[str, float] = field(default_factory=dict)
 
-    def add(self, spent: tuple[int, int]) -> None:
-        """Record one round: ``(wall, cpu)`` nanoseconds of ``calls_per_round`` calls."""
-        self.ns_rounds.append(spent[0] / self.calls_per_round)
-        self.cpu_ns_rounds.append(spent[1] / self.calls_per_round)
+
+def candidates(group: str, redis_url: str) -> list[tuple[str, str, Callable[[], Any]]]:
+    """``(name, label, factory)`` of the apps compared in ``group``; bare first."""
+    if group == "asgi":
+        found: list[tuple[str, str, Callable[[], Any]]] = [
+            ("bare", "bare app", lambda: apps.bare_asgi),
+            ("empty", "empty middleware", lambda: apps.empty_asgi(apps.bare_asgi)),
+            ("floor", FLOOR_LABEL, lambda: apps.FloorASGI(apps.bare_asgi)),
+        ]
+        found += [
+            (v.name, v.label, partial(v.wrap_asgi, apps.bare_asgi, redis_url)) for v in VARIANTS
+        ]
+        basehttp = partial(apps.BaseHTTPLogout, apps.bare_asgi, redis_url)
+        return [*found, ("basehttp", "Starlette BaseHTTPMiddleware", basehttp)]
+    make: Callable[[], Any] = (lambda: apps.bare_wsgi) if group == "wsgi" else apps.flask_app
+    return [
+        ("bare", "bare app", make),
+        ("empty", "empty middleware", lambda: apps.empty_wsgi(make())),
+        ("floor", FLOOR_LABEL, lambda: apps.floor_wsgi(make())),
+        *((v.name, v.label, partial(_wrap_wsgi, v, make, redis_url)) for v in VARIANTS),
+    ]
 
 
-Log = Callable[[str], None]
-
-#: How the report names the floor.
-FLOOR_LABEL = "floor: path comparison only"
+def _wrap_wsgi(variant: Variant, make: Callable[[], Any], redis_url: str) -> Any:
+    return variant.wrap_wsgi(make(), redis_url)
 
 
-def _clamp_calls(seconds_per_call: float, target: float) -> int:
-    return max(20, min(500_000, int(target / max(seconds_per_call, 1e-9))))
+def _cases(group: str) -> list[Kind]:
+    variants_post = group != "flask"
+    return [k for k in ALL_KINDS if k != "cookie_post" or variants_post]
 
 
-# -- ASGI ----------------------------------------------------------------------------
+def _timed(group: str, kind: Kind, name: str) -> bool:
+    return kind != "cookie_post" or name in {v.name for v in VARIANTS}
+
+
+def _mirror_live(app: Any) -> bool:
+    mirror = getattr(getattr(app, "core", None), "mirror", None)
+    return bool(getattr(mirror, "live", False))
 
 
 async def _receive() -> dict[str, Any]:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
-async def _discard(message: Any) -> None:
-    del message
+class Case:
+    """One app and request, built on first use (in the process that times it): called
+    once (its status), its mirror waited for, then timed ``loops`` calls at a time."""
 
+    #: The case built last in this process.
+    current: Case | None = None
 
-async def _asgi_batch(app: apps.ASGIApp, scope: dict[str, Any], calls: int) -> tuple[int, int]:
-    """Wall and CPU nanoseconds of ``calls`` calls."""
-    receive, send = _receive, _discard
-    cpu = time.thread_time_ns()
-    began = time.perf_counter_ns()
-    for _ in range(calls):
-        await app(scope, receive, send)
-    return time.perf_counter_ns() - began, time.thread_time_ns() - cpu
+    def __init__(self, group: str, kind: Kind, factory: Callable[[], Any], follows: bool) -> None:
+        self.group, self.kind, self.factory, self.follows = group, kind, factory, follows
+        self.app: Any = None
+        self.loop = asyncio.new_event_loop() if group == "asgi" else None
+        self.status = 0
+        self.live: bool | None = None
+        if group == "asgi":
+            self.scope: dict[str, Any] = asgi_scope(kind)
+        else:
+            self.environ: dict[str, Any] = wsgi_environ(kind)
 
+    def ready(self) -> None:
+        if self.app is None and Case.current not in (None, self):
+            Case.current.close()  # in one process, the case timed before: done
+        if self.loop is not None:  # the loop its Redis clients and follower use
+            asyncio.set_event_loop(self.loop)
+        if self.app is not None:
+            return
+        Case.current = self
+        self.app = self.factory()
+        self.status = self._run(self._status())
+        if self.follows and self.kind != "none":  # a check starts the follower
+            deadline = time.monotonic() + LIVE_TIMEOUT
+            while not _mirror_live(self.app) and time.monotonic() < deadline:
+                self._run(asyncio.sleep(0.005)) if self.loop else time.sleep(0.005)
+            self.live = _mirror_live(self.app)
 
-async def _asgi_status(app: apps.ASGIApp, scope: dict[str, Any]) -> int:
-    found: list[int] = []
+    def _run(self, work: Any) -> Any:
+        return self.loop.run_until_complete(work) if self.loop is not None else work
 
-    async def send(message: Any) -> None:
-        if message["type"] == "http.response.start":
-            found.append(int(message["status"]))
+    def _status(self) -> Any:
+        found: list[int] = []
+        if self.loop is not None:
 
-    await app(dict(scope), _receive, send)
-    return found[0] if found else 0
+            async def send(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    found.append(int(message["status"]))
 
+            async def call() -> int:
+                await self.app(dict(self.scope), _receive, send)
+                return found[0] if found else 0
 
-def _candidates_asgi(redis_url: str) -> list[tuple[str, str, apps.ASGIApp]]:
-    found: list[tuple[str, str, apps.ASGIApp]] = [
-        ("bare", "bare app", apps.bare_asgi),
-        ("empty", "empty middleware", apps.empty_asgi(apps.bare_asgi)),
-        ("floor", FLOOR_LABEL, apps.FloorASGI(apps.bare_asgi)),
-    ]
-    found += [(v.name, v.label, v.wrap_asgi(apps.bare_asgi, redis_url)) for v in VARIANTS]
-    basehttp = apps.BaseHTTPLogout(apps.bare_asgi, redis_url)
-    found.append(("basehttp", "Starlette BaseHTTPMiddleware", basehttp))
-    return found
+            return call()
 
+        def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            found.append(int(status.split(" ", 1)[0]))
+            return lambda data: None
 
-async def _asgi_group(settings: Settings, redis_url: str, log: Log) -> list[InprocessRow]:
-    candidates = _candidates_asgi(redis_url)
-    follows = {v.name for v in VARIANTS if v.follows}
-    rows: list[InprocessRow] = []
-    with _counter(redis_url) as counter:
+        self._wsgi_call(start_response)
+        return found[0] if found else 0
+
+    def _wsgi_call(self, start_response: Any) -> None:
+        result = self.app(dict(self.environ), start_response)
+        for _chunk in result:
+            pass
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+
+    def calls(self, loops: int, clock: Callable[[], float] = time.perf_counter) -> float:
+        """Seconds (of ``clock``) that ``loops`` calls take."""
+        self.ready()
+        gc.collect()
+        gc.disable()
         try:
-            for kind in KINDS:
-                scope = asgi_scope(kind)
-                found: list[tuple[InprocessRow, apps.ASGIApp]] = []
-                for name, label, app in candidates:
-                    status = await _asgi_status(app, scope)
-                    live = None
-                    if name in follows and kind != "none":  # a check starts the follower
-                        live = await _alive(app)
-                    await _asgi_batch(app, scope, 20)
-                    per = (await _asgi_batch(app, scope, 50))[0] / 50 / 1e9
-                    calls = _clamp_calls(per, settings.inproc_batch_s)
-                    row = InprocessRow("asgi", kind, name, label, status, calls, live=live)
-                    await asyncio.sleep(0.01)  # followers parked again before counting
-                    with counter.measure() as usage:
-                        await _asgi_batch(app, scope, COUNTED_CALLS)
-                    _count(row, usage.reads, usage.commands)
-                    found.append((row, app))
-                with _gc_off():
-                    for round_ in range(settings.inproc_rounds):
-                        for row, app in rotate(found, round_):
-                            row.add(await _asgi_batch(app, scope, row.calls_per_round))
-                rows += _finish([row for row, _ in found], log)
-            variants = {v.name for v in VARIANTS}
-            scope = asgi_scope("cookie_post")
-            for name, label, app in candidates:
-                if name not in variants:
-                    continue
-                status = await _asgi_status(app, scope)
-                await asyncio.sleep(0.01)  # followers parked again before counting
-                with counter.measure() as usage:
-                    spent = await _asgi_batch(app, scope, COUNTED_CALLS)
-                rows.append(_unsafe("asgi", name, label, status, spent, usage, log))
+            if self.loop is not None:
+                return float(self.loop.run_until_complete(self._asgi_calls(loops, clock)))
+            return self._wsgi_calls(loops, clock)
         finally:
-            for _, _, app in candidates:
-                await _aclose(app)
-    return rows
+            gc.enable()
 
+    async def _asgi_calls(self, loops: int, clock: Callable[[], float]) -> float:
+        app, scope, receive = self.app, self.scope, _receive
 
-async def _alive(app: Any) -> bool:
-    """Wait (at most :data:`LIVE_TIMEOUT`) for the app's mirror to be live."""
-    for _ in range(int(LIVE_TIMEOUT / 0.005)):  # bounded polling
-        if _mirror_live(app):
-            break
-        await asyncio.sleep(0.005)
-    return _mirror_live(app)
+        async def send(message: Any) -> None:
+            pass
 
+        began = clock()
+        for _ in range(loops):
+            await app(scope, receive, send)
+        return clock() - began
 
-async def _aclose(app: Any) -> None:
-    store = getattr(app, "store", None)
-    if store is not None and hasattr(store, "aclose"):
-        await store.aclose()
-    client = getattr(app, "redis", None)
-    if client is not None and hasattr(client, "aclose"):
-        await client.aclose()
+    def _wsgi_calls(self, loops: int, clock: Callable[[], float]) -> float:
+        app, environ, copy = self.app, self.environ, self.group == "flask"
 
+        def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            return _write
 
-# -- WSGI ----------------------------------------------------------------------------
+        began = clock()
+        for _ in range(loops):
+            result = app(dict(environ) if copy else environ, start_response)
+            for _chunk in result:
+                pass
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        return clock() - began
 
-
-def _start_response(status: str, headers: Any, exc_info: Any = None) -> Callable[[bytes], Any]:
-    del status, headers, exc_info
-    return _write
+    def close(self) -> None:
+        """Close the app's Redis clients and its loop (once)."""
+        if Case.current is self:
+            Case.current = None
+        if self.loop is not None and self.loop.is_closed():
+            return
+        if self.loop is not None:
+            asyncio.set_event_loop(self.loop)
+        store = getattr(self.app, "store", None)
+        client = getattr(self.app, "redis", None)
+        if self.loop is not None:
+            for closing in (store, client):
+                if closing is not None and hasattr(closing, "aclose"):
+                    self.loop.run_until_complete(closing.aclose())
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.close()
+        elif store is not None and hasattr(store, "close"):
+            store.close()
 
 
 def _write(data: bytes) -> None:
     del data
 
 
-def _wsgi_batch(
-    app: WSGIApplication, environ: dict[str, Any], calls: int, copy: bool
-) -> tuple[int, int]:
-    """Wall and CPU nanoseconds of ``calls`` calls."""
-    start_response = _start_response
-    cpu = time.thread_time_ns()
-    began = time.perf_counter_ns()
-    for _ in range(calls):
-        result = app(dict(environ) if copy else environ, start_response)
-        for _chunk in result:
-            pass
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
-    return time.perf_counter_ns() - began, time.thread_time_ns() - cpu
+def bench_name(group: str, kind: str, name: str, cpu: bool = False) -> str:
+    """The pyperf benchmark of a row (``... cpu``: timed in thread CPU time)."""
+    return f"inprocess {group} {kind} {name}" + (" cpu" if cpu else "")
 
 
-def _wsgi_status(app: WSGIApplication, environ: dict[str, Any]) -> int:
-    found: list[int] = []
-
-    def start_response(status: str, headers: Any, exc_info: Any = None) -> Callable[[bytes], Any]:
-        del headers, exc_info
-        found.append(int(status.split(" ", 1)[0]))
-        return _write
-
-    result = app(dict(environ), start_response)
-    b"".join(result)
-    close = getattr(result, "close", None)
-    if close is not None:
-        close()
-    return found[0] if found else 0
+# -- the pyperf script -------------------------------------------------------------------
 
 
-def _wsgi_group(
-    group: str,
-    settings: Settings,
-    redis_url: str,
-    make: Callable[[], WSGIApplication],
-    log: Log,
-) -> list[InprocessRow]:
-    copy = group == "flask"  # Flask stores its request in the environ
-    candidates: list[tuple[str, str, WSGIApplication]] = [
-        ("bare", "bare app", make()),
-        ("empty", "empty middleware", apps.empty_wsgi(make())),
-        ("floor", FLOOR_LABEL, apps.floor_wsgi(make())),
-    ]
-    candidates += [(v.name, v.label, v.wrap_wsgi(make(), redis_url)) for v in VARIANTS]
+def main() -> None:
+    """Every in-process benchmark, one pyperf ``bench_time_func`` each (see the module)."""
+    import pyperf
+
+    def forward(command: list[str], args: argparse.Namespace) -> None:
+        command += ["--redis-url", args.redis_url, "--cpu-too", args.cpu_too]
+
+    runner = pyperf.Runner(add_cmdline_args=forward, program_args=("-m", "benchmarks.inprocess"))
+    runner.argparser.add_argument("--redis-url", required=True)
+    runner.argparser.add_argument("--cpu-too", default="", help="benchmarks timed in CPU too")
+    args = runner.parse_args()
+    cpu_too = set(filter(None, args.cpu_too.split(",")))
+    follows = {v.name for v in VARIANTS if v.follows}
+    for group in GROUPS:
+        for kind in _cases(group):
+            for name, _label, factory in candidates(group, args.redis_url):
+                if not _timed(group, kind, name):
+                    continue
+                case = Case(group, kind, factory, name in follows)
+                runner.bench_time_func(bench_name(group, kind, name), case.calls)
+                if bench_name(group, kind, name) in cpu_too:
+                    runner.bench_time_func(
+                        bench_name(group, kind, name, cpu=True), case.calls, time.thread_time
+                    )
+
+
+# -- the suite's side ----------------------------------------------------------------------
+
+
+def _count(group: str, redis_url: str, log: Log) -> list[InprocessRow]:
+    """Each row's status and Redis round trips per request (a counted batch)."""
     follows = {v.name for v in VARIANTS if v.follows}
     rows: list[InprocessRow] = []
-    with _counter(redis_url) as counter:
-        try:
-            for kind in KINDS:
-                environ = wsgi_environ(kind)
-                found: list[tuple[InprocessRow, WSGIApplication]] = []
-                for name, label, app in candidates:
-                    status = _wsgi_status(app, environ)
-                    live = None
-                    if name in follows and kind != "none":  # a check starts the follower
-                        deadline = time.monotonic() + LIVE_TIMEOUT
-                        while not _mirror_live(app) and time.monotonic() < deadline:
-                            time.sleep(0.005)
-                        live = _mirror_live(app)
-                    _wsgi_batch(app, environ, 20, copy)
-                    per = _wsgi_batch(app, environ, 50, copy)[0] / 50 / 1e9
-                    calls = _clamp_calls(per, settings.inproc_batch_s)
-                    row = InprocessRow(group, kind, name, label, status, calls, live=live)
-                    with counter.measure() as usage:
-                        _wsgi_batch(app, environ, COUNTED_CALLS, copy)
-                    _count(row, usage.reads, usage.commands)
-                    found.append((row, app))
-                with _gc_off():
-                    for round_ in range(settings.inproc_rounds):
-                        for row, app in rotate(found, round_):
-                            row.add(_wsgi_batch(app, environ, row.calls_per_round, copy))
-                rows += _finish([row for row, _ in found], log)
-            variants = {v.name for v in VARIANTS}
-            environ = wsgi_environ("cookie_post")
-            for name, label, app in candidates:
-                if name not in variants or group == "flask":
+    with redis.Redis.from_url(redis_url) as client:
+        counter = RedisCounter(client)
+        for kind in _cases(group):
+            for name, label, factory in candidates(group, redis_url):
+                if not _timed(group, kind, name):
                     continue
-                status = _wsgi_status(app, environ)
-                with counter.measure() as usage:
-                    spent = _wsgi_batch(app, environ, COUNTED_CALLS, copy)
-                rows.append(_unsafe(group, name, label, status, spent, usage, log))
-        finally:
-            for _, _, app in candidates:
-                store = getattr(app, "store", None)
-                if store is not None and hasattr(store, "close"):
-                    store.close()
+                case = Case(group, kind, factory, name in follows)
+                try:
+                    case.ready()
+                    case.calls(20)
+                    if case.loop is not None:  # followers parked again before counting
+                        case.loop.run_until_complete(asyncio.sleep(0.01))
+                    with counter.measure() as usage:
+                        case.calls(COUNTED_CALLS)
+                finally:
+                    case.close()
+                row = InprocessRow(group, kind, name, label, case.status, 0, live=case.live)
+                row.round_trips = usage.reads / COUNTED_CALLS
+                row.commands = usage.commands / COUNTED_CALLS
+                if kind == "cookie_post":
+                    row.commands_by_name = usage.per(COUNTED_CALLS)
+                rows.append(row)
     return rows
 
 
-# -- common --------------------------------------------------------------------------
+def pyperf_options(settings: Settings, cpu: int | None) -> list[str]:
+    """pyperf's options: worker processes on the server CPU; smoke: in process, once."""
+    if settings.smoke:
+        return ["--in-process", "-p", "1", "--values", "1", "--warmups", "0", "--loops", "5"]
+    found = ["--processes", str(settings.inproc_processes), "--values", "3"]
+    found += ["--min-time", str(settings.inproc_min_time)]
+    return found + (["--affinity", str(cpu)] if cpu is not None else [])
 
 
-@contextlib.contextmanager
-def _gc_off() -> Iterator[None]:
-    """Collect garbage, then keep the collector off inside the block (as :mod:`timeit`)."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
+def run_inprocess(
+    settings: Settings, redis_url: str, log: Log, cpu: int | None, out: Path
+) -> list[InprocessRow]:
+    """Every in-process row, counted here and timed by pyperf (its JSON at ``out``)."""
+    import pyperf
 
-
-def _mirror_live(app: Any) -> bool:
-    """Whether the middleware ``app``'s revocation mirror is live."""
-    mirror = getattr(getattr(app, "core", None), "mirror", None)
-    return bool(getattr(mirror, "live", False))
-
-
-@contextlib.contextmanager
-def _counter(redis_url: str) -> Iterator[RedisCounter]:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield RedisCounter(client)
-    finally:
-        client.close()
-
-
-def _unsafe(
-    group: str,
-    name: str,
-    label: str,
-    status: int,
-    spent: tuple[int, int],
-    usage: Usage,
-    log: Log,
-) -> InprocessRow:
-    """The row of a counted batch of ``POST`` requests with the session cookie (timed
-    once, Redis round trips included: not comparable with the timed rows)."""
-    row = InprocessRow(group, "cookie_post", name, label, status, COUNTED_CALLS)
-    row.add(spent)
-    row.ns, row.cpu_ns = row.ns_rounds[0], row.cpu_ns_rounds[0]
-    _count(row, usage.reads, usage.commands)
-    row.commands_by_name = usage.per(COUNTED_CALLS)
-    log(
-        f"  in-process {group:5} POST+cookie {name:10} {row.ns:10.0f} ns/request  "
-        f"redis rt/req {row.round_trips:.2f}"
+    with redis.Redis.from_url(redis_url) as client:
+        client.set(f"session:{SESSION_ID}", session_record(SUBJECT))
+    rows = [row for group in GROUPS for row in _count(group, redis_url, log)]
+    cpu_too = [bench_name(r.group, r.kind, r.variant) for r in rows if r.round_trips > 0.005]
+    out.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "benchmarks.inprocess", "--redis-url", redis_url]
+    command += ["--cpu-too", ",".join(cpu_too), "--quiet", "--append", str(out)]
+    subprocess.run(
+        command + pyperf_options(settings, cpu), cwd=ROOT, check=True, stdout=subprocess.DEVNULL
     )
-    return row
-
-
-def _count(row: InprocessRow, reads: int, commands: int) -> None:
-    row.round_trips = reads / COUNTED_CALLS
-    row.commands = commands / COUNTED_CALLS
-
-
-def _finish(rows: list[InprocessRow], log: Log) -> list[InprocessRow]:
-    bare = rows[0]
+    suite = {b.get_name(): b for b in pyperf.BenchmarkSuite.load(str(out)).get_benchmarks()}
     for row in rows:
-        row.ns = min(row.ns_rounds)
-        row.cpu_ns = min(row.cpu_ns_rounds)
-    floor = next((row for row in rows if row.variant == "floor"), None)
-    for row in rows:
-        row.ratio = row.ns / bare.ns
-        row.added_ns = row.ns - bare.ns
-        row.added_cpu_ns = row.cpu_ns - bare.cpu_ns
-        if floor is not None:
-            row.over_floor_ns = row.ns - floor.ns
-            row.over_floor_cpu_ns = row.cpu_ns - floor.cpu_ns
-        log(
-            f"  in-process {row.group:5} {row.kind:6} {row.variant:10} "
-            f"{row.ns:10.0f} ns/request  x{row.ratio:.3f}  {row.added_ns:+.0f} ns  "
-            f"(CPU {row.added_cpu_ns:+.0f} ns; over floor {row.over_floor_cpu_ns:+.0f} ns)  "
-            f"redis rt/req {row.round_trips:.2f}"
-            + ("" if row.live is None else f"  live {row.live}")
-        )
+        bench = suite[bench_name(row.group, row.kind, row.variant)]
+        row.ns_values = [v * 1e9 for v in bench.get_values()]
+        row.ns = bench.median() * 1e9
+        row.calls_per_round = bench.get_runs()[-1].get_loops()
+        twin = suite.get(bench_name(row.group, row.kind, row.variant, cpu=True))
+        row.cpu_ns_values = [v * 1e9 for v in twin.get_values()] if twin else []
+        row.cpu_ns = twin.median() * 1e9 if twin else row.ns
+    for group in GROUPS:
+        for kind in KINDS:
+            found = [r for r in rows if (r.group, r.kind) == (group, kind)]
+            bare, floor = found[0], next(r for r in found if r.variant == "floor")
+            for row in found:
+                row.ratio = row.ns / bare.ns
+                row.added_ns, row.added_cpu_ns = row.ns - bare.ns, row.cpu_ns - bare.cpu_ns
+                row.over_floor_ns = row.ns - floor.ns
+                row.over_floor_cpu_ns = row.cpu_ns - floor.cpu_ns
+                log(
+                    f"  in-process {group:5} {kind:6} {row.variant:10} {row.ns:10.0f} ns/request"
+                    f"  {row.added_ns:+.0f} ns (CPU over floor {row.over_floor_cpu_ns:+.0f} ns)"
+                    f"  redis rt/req {row.round_trips:.2f}"
+                )
     return rows
 
 
-def run_inprocess(settings: Settings, redis_url: str, log: Log) -> list[InprocessRow]:
-    """Every in-process row: ASGI raw app, WSGI raw app, Flask app; all kinds. The
-    cookie requests' session has a record in Redis, as a logged-in user's would."""
-    client = redis.Redis.from_url(redis_url)
-    client.set(f"session:{SESSION_ID}", session_record(SUBJECT))
-    client.close()
-    rows = asyncio.run(_asgi_group(settings, redis_url, log))
-    rows += _wsgi_group("wsgi", settings, redis_url, lambda: apps.bare_wsgi, log)
-    rows += _wsgi_group("flask", settings, redis_url, apps.flask_app, log)
-    return rows
+if __name__ == "__main__":
+    main()

@@ -17,20 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
+from .common import VARIANTS, variant
+from .everywhere import EverywhereRow
 from .inprocess import COUNTED_CALLS, GROUPS, InprocessRow
-from .mirror import MemoryRow, StalenessRow
+from .load import STACK_LABELS, ServerRow, nan_median
+from .mirror import MemoryRow
 from .redisutil import NOT_COMMANDS
-from .sections import (
-    STACK_LABELS,
-    EverywhereRow,
-    ExistsRow,
-    MirrorLoadRow,
-    ServerRow,
-)
-from .stats import median, paired_ratio
+from .scaling import ExistsRow, MirrorLoadRow
+from .staleness import StalenessRow
 from .stream import BATCH, TOPOLOGIES, StreamRow
 from .stream import KINDS as STREAM_KINDS
-from .variants import VARIANTS, variant
 
 __all__ = ["SECTION_FIELDS", "Results", "Target", "load", "machine", "merge", "write"]
 
@@ -249,7 +245,8 @@ def _find(rows: Iterable[Row], **match: Any) -> Row | None:
 def _vs(a: ServerRow | None, b: ServerRow | None) -> float:
     if a is None or b is None:
         return math.nan
-    return paired_ratio(a.rps_rounds, b.rps_rounds)
+    pairs = zip(a.rps_rounds, b.rps_rounds, strict=False)
+    return nan_median([x / y for x, y in pairs if y > 0])
 
 
 def _rt(row: ServerRow | None) -> float:
@@ -674,7 +671,7 @@ def _scaling_targets(results: Results) -> list[Target]:
     trip = [e for e in results.exists if e.revoked_keys == sizes[0] and e.case == "miss"]
     found: list[Target] = []
     if by_size:
-        change = median([x[2] for x in by_size])
+        change = nan_median([x[2] for x in by_size])
         found.append(
             Target(
                 f"Revocation check flat from {sizes[0]:,} to {sizes[-1]:,} revoked keys",
@@ -697,7 +694,7 @@ def _scaling_targets(results: Results) -> list[Target]:
         ]
         by_conc = [x for x in by_conc if not math.isnan(x[2])]
         if by_conc:
-            change = median([x[2] for x in by_conc])
+            change = nan_median([x[2] for x in by_conc])
             found.append(
                 Target(
                     f"Revocation check flat from {low} to {concs[-1]} connections",
@@ -1077,7 +1074,7 @@ def _passthrough_section(results: Results) -> list[str]:
     out = [
         "## 1. Pass-through through a real server",
         "",
-        f"Closed loop, {s['concurrency']} keep-alive connections per server. *Alone*: "
+        f"wrk, closed loop, {s['concurrency']} keep-alive connections per server. *Alone*: "
         f"{s['rounds']} rounds of {s['duration']} s per server, servers taking turns (req/s, "
         "latency, server CPU time per request, Redis round trips). *Side by side*: "
         f"{s['paired_rounds']} rounds of {s['paired_duration']} s in which the bare app's "
@@ -1129,8 +1126,12 @@ def _inprocess_section(results: Results) -> list[str]:
     out = [
         "## 1b. Pass-through in-process",
         "",
-        f"The app called directly, {s['inproc_rounds']} rounds of ~{s['inproc_batch_s']} s "
-        "per variant, lowest round (wall clock and thread CPU time). The *floor* is a "
+        "The app called directly, timed by pyperf (`bench_time_func`: "
+        f"{s['inproc_processes']} worker processes of 3 values of at least "
+        f"{s['inproc_min_time']} s each, pinned to the server CPU; the median); rows that "
+        "reach Redis are timed a second time in thread CPU time. pyperf's JSON is "
+        "`inprocess.pyperf.json` (`python -m pyperf compare_to --table` compares two runs). "
+        "The *floor* is a "
         "minimal middleware that compares the path and passes on (the least a logout "
         "middleware does); the *empty middleware* only adds a call. Variants with the "
         "revocation cache are timed with their mirror live (steady state). Requests that "
@@ -1718,8 +1719,8 @@ def _method(meta: dict[str, Any]) -> list[str]:
         "## Method",
         "",
         "- Servers: one process each (uvicorn, no workers, access log off; waitress, 4 "
-        "threads), pinned to one CPU; the load generator (asyncio protocols, keep-alive) and "
-        "Redis on the other. See `benchmarks/README.md`.",
+        "threads), pinned to one CPU; the load generator (wrk, one thread, keep-alive) and "
+        "Redis on the other; in-process timing by pyperf. See `benchmarks/README.md`.",
         "- Variants take turns within each round, in rotating order; ratios are medians "
         "of per-round ratios, so drift of a shared machine cancels out. Side by side: the "
         "bare app's server and the other loaded at the same time on the server CPU.",
@@ -1829,16 +1830,13 @@ def merge(results: Results, previous: Results) -> list[str]:
     return sorted(s for run in kept for s in run["sections"])
 
 
-def write(results: Results, out: Path) -> list[Path]:
-    """Write ``results.json``, the charts and ``results.md`` into ``out``."""
-    from .charts import draw
-
+def write(results: Results, out: Path, charts: Sequence[Path]) -> list[Path]:
+    """Write ``results.json`` and ``results.md`` (naming ``charts``) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    written = draw(results, out)
     (out / "results.json").write_text(json.dumps(as_json(results), indent=1) + "\n")
-    md = markdown(results, [p.name for p in written])
+    md = markdown(results, [p.name for p in charts])
     (out / "results.md").write_text(md, encoding="utf-8")
-    return [out / "results.md", out / "results.json", *written]
+    return [out / "results.md", out / "results.json", *charts]
 
 
 def python_command() -> str:

@@ -52,11 +52,9 @@ from logout_middleware.core import Asked, Ending, LogoutCore, StoreOps
 from logout_middleware.store import AsyncRedisStore
 from logout_middleware.topology import REDIS_ERRORS
 
+from .common import TOKEN, Settings
+from .load import ROOT, LineHelper, nan_median, pin, rotate
 from .redisutil import NOT_COMMANDS, RedisSide, Usage
-from .server import ROOT, LineHelper, pin
-from .settings import Settings
-from .stats import median, percentiles_ms, rotate
-from .traffic import TOKEN
 
 __all__ = ["BATCH", "KINDS", "StreamRow", "main", "stream_throughput"]
 
@@ -333,8 +331,8 @@ class _Series:
         row = self.row
         usage = self.usage
         stream = usage.shards[self.side.stream_node] if usage.shards else usage
-        row.rate = median(row.ops_rounds)
-        row.entries_per_s = median(row.entries_rounds)
+        row.rate = nan_median(row.ops_rounds)
+        row.entries_per_s = nan_median(row.entries_rounds)
         if row.entries:
             row.stream_cpu_us = stream.cpu_s / row.entries * 1e6
             row.ceiling = 1e6 / row.stream_cpu_us if row.stream_cpu_us > 0 else math.nan
@@ -348,9 +346,10 @@ class _Series:
             row.redis_cpu_us = usage.cpu_s / row.ops * 1e6
             row.reads = usage.reads / row.ops
             row.client_cpu_us = self.client_cpu_s / row.ops * 1e6
-        for name, value in percentiles_ms(self.latencies).items():
-            if name in ("p50", "p99"):
-                setattr(row, f"{name}_ms", value)
+        ordered = sorted(self.latencies)
+        if ordered:
+            row.p50_ms = ordered[len(ordered) // 2] / 1e6
+            row.p99_ms = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1e6
         return row
 
 

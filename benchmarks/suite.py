@@ -13,10 +13,16 @@ from typing import Any
 
 import redis
 
-from . import report
+from . import charts, report
 from .apps import EVERYWHERE
+from .cluster import cluster
+from .common import CLUSTER_VARIANTS, FULL, SMOKE, VARIANTS
+from .everywhere import everywhere
 from .inprocess import run_inprocess
-from .mirror import measure_memory, staleness
+from .load import Bench, Servers, Stack, pin
+from .logout import logout
+from .mirror import measure_memory
+from .passthrough import passthrough
 from .redisutil import (
     LocalCluster,
     RedisCounter,
@@ -27,11 +33,10 @@ from .redisutil import (
     single_side,
 )
 from .report import Results
-from .sections import Bench, cluster, everywhere, logout, passthrough, scaling
-from .server import Servers, Stack, pin
-from .settings import FULL, SMOKE
+from .scaling import scaling
+from .staleness import staleness
 from .stream import stream_throughput
-from .variants import CLUSTER_VARIANTS, VARIANTS
+from .wrk import require_wrk
 
 __all__ = ["DEFAULT_OUT", "SECTIONS", "main"]
 
@@ -184,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out or DEFAULT_OUT
     began = time.monotonic()
     server_cpu, client_cpu, placement = _placement(not args.no_pin)
+    if sections - {"inprocess", "mirror"}:
+        require_wrk()
 
     with contextlib.ExitStack() as stack:
         url, owned = stack.enter_context(bench_redis())
@@ -214,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         if "inprocess" in sections:
             _log("in-process pass-through ...")
             pin(server_cpu)
-            results.inprocess = run_inprocess(settings, url, _log)
+            out.mkdir(parents=True, exist_ok=True)
+            pyperf_json = out / "inprocess.pyperf.json"
+            results.inprocess = run_inprocess(settings, url, _log, server_cpu, pyperf_json)
         if "mirror" in sections:
             _log("revocation mirror: memory ...")
             pin(server_cpu)
@@ -237,14 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         if not CLUSTER_VARIANTS:
             server_sections.discard("cluster")
         if server_sections:
-            with Servers(url, cpu=None, http=args.http) as servers:
+            with Servers(url, cpu=server_cpu, http=args.http) as servers:
                 _log("starting servers ...")
                 servers.start(_servers_needed(server_sections))
                 if cluster_side is not None and "cluster" in server_sections:
                     servers.start(_cluster_servers(), cluster_side.url)
-                if server_cpu is not None:
-                    for server in servers.servers.values():
-                        pin_pid(server.process.pid, server_cpu)
                 bench = Bench(
                     settings,
                     url,
@@ -252,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                     RedisCounter(admin),
                     servers,
                     server_cpu,
+                    client_cpu,
                     _log,
                     cluster=cluster_side,
                 )
@@ -283,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         kept = report.merge(results, previous) if previous is not None else []
         if kept:
             _log(f"kept from the last results in {out}: {', '.join(kept)}")
-    written = report.write(results, out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = report.write(results, out, charts.draw(results, out))
     if args.update_readme and update_readme((out / "results.md").read_text(encoding="utf-8")):
         _log(f"updated {README}")
     _log(f"done in {meta['elapsed_s']:.0f} s; wrote " + ", ".join(str(p) for p in written))

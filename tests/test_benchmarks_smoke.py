@@ -35,10 +35,14 @@ from typing import Any
 
 import pytest
 
-from benchmarks.sections import cluster_logout_impls, cluster_pairs, logout_impls
-from benchmarks.variants import CLUSTER_VARIANTS, VARIANTS
+from benchmarks.cluster import cluster_logout_impls, cluster_pairs
+from benchmarks.common import CLUSTER_VARIANTS, VARIANTS
+from benchmarks.logout import logout_impls
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The smoke run (the module's fixture, in the first test) starts ~30 server processes,
+#: a local Redis Cluster and pyperf: more than pytest-timeout's 120 s on a busy machine.
+pytestmark = pytest.mark.timeout(300)
 KINDS = ("none", "cookie", "bearer")
 MIDDLEWARES = [v.name for v in VARIANTS]
 #: The default configuration (revocation cache on) and the same without the cache.
