@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,8 @@ CACHED, UNCACHED = "logout", "nocache"
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    if shutil.which("wrk") is None:
+        pytest.skip("no wrk on PATH, which loads the servers (Debian: apt-get install wrk)")
     out = tmp_path_factory.mktemp("bench")
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--smoke", "--out", str(out)],
