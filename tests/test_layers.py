@@ -1,4 +1,4 @@
-"""The codebase's shape: no import circles in ``src/``.
+"""The codebase's shape: no import circles in ``src/`` or ``benchmarks/``.
 
 Every import counts, also those under ``if TYPE_CHECKING:`` and inside functions (read
 with :mod:`ast`): a circle that Python tolerates at run time still means two modules
@@ -96,6 +96,10 @@ def circles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_circles_in_the_library() -> None:
     assert circles(graph(ROOT / "src" / "logout_middleware", "logout_middleware")) == []
+
+
+def test_no_import_circles_in_the_benchmarks() -> None:
+    assert circles(graph(ROOT / "benchmarks", "benchmarks")) == []
 
 
 def test_the_circle_finder_finds_a_circle(tmp_path: Path) -> None:
