@@ -258,27 +258,11 @@ def test_mount_point_near_misses_pass_through(
     assert stream_len(redis_client) == 0
 
 
-@pytest.mark.parametrize(
-    ("extensions", "expected"),
-    [
-        pytest.param(
-            {},
-            [{"type": "websocket.close", "code": 1008, "reason": "invalid_token"}],
-            id="close-1008",
-        ),
-        pytest.param(
-            {"websocket.http.response": {}},
-            ["websocket.http.response.start", "websocket.http.response.body"],
-            id="http-401",
-        ),
-    ],
-)
-def test_websocket_with_revoked_token_is_refused(
-    extensions: dict[str, Any], expected: list[Any], redis_url: str, redis_client: redis.Redis
-) -> None:
-    """A websocket handshake carrying a revoked token never reaches the app: a 401 where
-    the server offers websocket.http.response, else a close before accept (403)."""
-    redis_client.set(denylist_key(TOKEN), b"1")
+def handshake(
+    redis_url: str, headers: list[tuple[bytes, bytes]], extensions: dict[str, Any] | None = None
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """One websocket handshake with ``headers`` through the ASGI middleware on a real
+    Redis: the scopes the app was called with, and what the middleware sent itself."""
     reached: list[Any] = []
     sent: list[dict[str, Any]] = []
 
@@ -300,8 +284,8 @@ def test_websocket_with_revoked_token_is_refused(
         "root_path": "",
         "query_string": b"",
         "subprotocols": [],
-        "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {TOKEN}".encode())],
-        "extensions": extensions,
+        "headers": headers,
+        "extensions": extensions or {},
     }
 
     async def go() -> None:
@@ -313,6 +297,32 @@ def test_websocket_with_revoked_token_is_refused(
             await middleware.store.aclose()
 
     anyio.run(go)
+    return reached, sent
+
+
+@pytest.mark.parametrize(
+    ("extensions", "expected"),
+    [
+        pytest.param(
+            {},
+            [{"type": "websocket.close", "code": 1008, "reason": "invalid_token"}],
+            id="close-1008",
+        ),
+        pytest.param(
+            {"websocket.http.response": {}},
+            ["websocket.http.response.start", "websocket.http.response.body"],
+            id="http-401",
+        ),
+    ],
+)
+def test_websocket_with_revoked_token_is_refused(
+    extensions: dict[str, Any], expected: list[Any], redis_url: str, redis_client: redis.Redis
+) -> None:
+    """A websocket handshake carrying a revoked token never reaches the app: a 401 where
+    the server offers websocket.http.response, else a close before accept (403)."""
+    redis_client.set(denylist_key(TOKEN), b"1")
+    headers = [(b"host", b"testserver"), (b"authorization", f"Bearer {TOKEN}".encode())]
+    reached, sent = handshake(redis_url, headers, extensions)
     assert reached == []
     if extensions:
         assert [m["type"] for m in sent] == expected
@@ -331,38 +341,9 @@ def test_websocket_with_a_logged_out_session_reaches_the_app_anonymous(
     """A websocket handshake carrying a logged-out session's cookie (in any copy) reaches
     the app without it, other cookies kept: the app sees an anonymous handshake."""
     redis_client.set(tombstone_key(SID), b"1")
-    reached: list[Any] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        reached.append(scope)
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "websocket.connect"}
-
-    async def send(message: Any) -> None:
-        raise AssertionError(f"the middleware sent {message}")
-
-    scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0"},
-        "scheme": "ws",
-        "path": "/ws",
-        "raw_path": b"/ws",
-        "root_path": "",
-        "query_string": b"",
-        "subprotocols": [],
-        "headers": [(b"host", b"testserver"), (b"cookie", f"a=1; session ={SID}".encode())],
-    }
-
-    async def go() -> None:
-        middleware = LogoutMiddleware(app, LogoutConfig(redis_url=redis_url))
-        try:
-            await middleware(scope, receive, send)
-        finally:
-            assert middleware.store is not None
-            await middleware.store.aclose()
-
-    anyio.run(go)
+    headers = [(b"host", b"testserver"), (b"cookie", f"a=1; session ={SID}".encode())]
+    reached, sent = handshake(redis_url, headers)
+    assert sent == []
     (seen,) = reached
     assert [v for k, v in seen["headers"] if k == b"cookie"] == [b"a=1"]
 
